@@ -1,0 +1,1 @@
+"""devhost: a local stand-in for the Azure Functions host (tests and offline runs only)."""

@@ -1,0 +1,110 @@
+"""Shared fixtures: real Azurite and a real recoservice, started once per test session.
+
+Nothing here is mocked. If a service cannot start, the fixture raises with the service's log,
+so the tests fail loudly with the reason instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.services import Service, start_azurite, start_recoservice
+
+TEST_KEY = "test-key-" + uuid.uuid4().hex[:8]
+OTHER_KEY = "other-key-" + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class Reco:
+    """A running recoservice: where it is and how to call it."""
+
+    service: Service
+    base_url: str
+    key: str
+    demo_model_id: str
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Ocp-Apim-Subscription-Key": key or self.key}
+
+    def set_faults(self, rules: list[dict]) -> None:
+        """Install fault rules (replacing any), see recoservice/faults.py."""
+        resp = requests.put(f"{self.base_url}/admin/faults", json={"rules": rules},
+                            headers=self.headers(), timeout=10)
+        resp.raise_for_status()
+
+    def clear_faults(self) -> None:
+        resp = requests.delete(f"{self.base_url}/admin/faults", headers=self.headers(), timeout=10)
+        resp.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_connection_string(azurite: Service) -> str:
+    return str(azurite.extra["connection_string"])
+
+
+@pytest.fixture(scope="session")
+def blob_service(storage_connection_string: str):
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(storage_connection_string)
+
+
+@pytest.fixture
+def container(blob_service) -> Iterator:
+    """A fresh, uniquely named container for one test."""
+    client = blob_service.create_container(f"t{uuid.uuid4().hex[:20]}")
+    yield client
+    client.delete_container()
+
+
+def _start_reco(workdir: Path, **kwargs) -> Reco:
+    svc = start_recoservice(workdir, keys=[TEST_KEY, OTHER_KEY], **kwargs)
+    base = str(svc.extra["base_url"])
+    models = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": TEST_KEY},
+                          timeout=30).json()["models"]
+    demo = next((m["id"] for m in models if m["name"] == "demo"), "")
+    return Reco(service=svc, base_url=base, key=TEST_KEY, demo_model_id=demo)
+
+
+@pytest.fixture(scope="session")
+def recoservice(tmp_path_factory: pytest.TempPathFactory, azurite: Service) -> Iterator[Reco]:
+    """One recoservice with the demo model, shared by the session (faults cleared per use)."""
+    reco = _start_reco(tmp_path_factory.mktemp("recoservice"), demo=True)
+    yield reco
+    reco.service.stop()
+
+
+@pytest.fixture
+def reco(recoservice: Reco) -> Iterator[Reco]:
+    """The shared recoservice with no fault rules before and after the test."""
+    recoservice.clear_faults()
+    yield recoservice
+    recoservice.clear_faults()
+
+
+@pytest.fixture
+def recoservice_factory(tmp_path: Path, azurite: Service) -> Iterator:
+    """Start private recoservice instances (for restart tests); all are stopped afterwards."""
+    started: list[Reco] = []
+
+    def start(workdir: Path | None = None, **kwargs) -> Reco:
+        reco = _start_reco(workdir or tmp_path / f"reco{len(started)}", **kwargs)
+        started.append(reco)
+        return reco
+
+    yield start
+    for reco in started:
+        reco.service.stop()
