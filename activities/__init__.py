@@ -1,0 +1,38 @@
+"""Thin activities: validate the payload, call the recobatch library, return JSON-able dicts.
+
+Every activity is registered on :data:`bp` under its function name (see docs/design.md) and
+raises :class:`recobatch.errors.RecobatchError` subclasses instead of returning error strings.
+Each module also has a plain ``run(payload) -> dict`` that the registered function calls, so
+tests and devhost can call the logic without the Functions runtime.
+
+Orchestrators pass the function objects below to ``context.call_activity``.
+"""
+
+from __future__ import annotations
+
+from activities.blueprint import bp
+from activities.cancel_operation import cancel_operation
+from activities.check_operation import check_operation
+from activities.is_cancel_requested import is_cancel_requested
+from activities.merge_results import merge_results
+from activities.prepare_batch import prepare_batch
+from activities.submit_chunk import submit_chunk
+from activities.verify_output import verify_output
+from activities.write_marker import write_marker
+
+# The activity names (the function names), for callers that need strings.
+PREPARE_BATCH = "prepare_batch"
+SUBMIT_CHUNK = "submit_chunk"
+CHECK_OPERATION = "check_operation"
+VERIFY_OUTPUT = "verify_output"
+CANCEL_OPERATION = "cancel_operation"
+IS_CANCEL_REQUESTED = "is_cancel_requested"
+MERGE_RESULTS = "merge_results"
+WRITE_MARKER = "write_marker"
+
+__all__ = [
+    "bp", "prepare_batch", "submit_chunk", "check_operation", "verify_output",
+    "cancel_operation", "is_cancel_requested", "merge_results", "write_marker",
+    "PREPARE_BATCH", "SUBMIT_CHUNK", "CHECK_OPERATION", "VERIFY_OUTPUT", "CANCEL_OPERATION",
+    "IS_CANCEL_REQUESTED", "MERGE_RESULTS", "WRITE_MARKER",
+]

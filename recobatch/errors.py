@@ -1,0 +1,195 @@
+"""The recobatch error tree: one stable code per failure kind.
+
+::
+
+    RecobatchError                      (base; never raised itself)
+    ├── ConfigurationError              ConfigurationError   an app setting is missing or invalid
+    ├── InputError                      InvalidInput         the requests file is unusable
+    │   └── InputTooLargeError          InputTooLarge        ... over BATCH_MAX_INPUT_BYTES
+    ├── StorageError                    StorageError         a blob operation failed
+    ├── OutputInvalidError              OutputInvalid        the job's output blob is not usable
+    ├── JobTimedOutError                JobTimedOut          a job outlived JOB_TIMEOUT_MINUTES
+    ├── CancelledError                  Cancelled            the run was cancelled
+    └── UpstreamError                   (status, error_code, operation_id)
+        ├── UpstreamRejected            UpstreamRejected     401/403/400/404: retrying won't help
+        ├── TransientError              UpstreamUnavailable  5xx, timeout, connection error
+        │   └── BusyError               UpstreamUnavailable  409/429: another job runs (retry_after)
+        └── JobFailedError              UpstreamJobFailed    the batch job ended Failed
+
+``str(exc)`` is always ``"<Code>: <plain sentence>"``. The Durable SDK only carries the message
+of an activity failure to the orchestrator, so :func:`code_of` recovers the code from that text.
+Messages never contain subscription keys, account keys or SAS tokens.
+"""
+
+from __future__ import annotations
+
+import re
+
+CONFIGURATION_ERROR = "ConfigurationError"
+INVALID_INPUT = "InvalidInput"
+INPUT_TOO_LARGE = "InputTooLarge"
+UPSTREAM_REJECTED = "UpstreamRejected"
+UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
+UPSTREAM_JOB_FAILED = "UpstreamJobFailed"
+OUTPUT_INVALID = "OutputInvalid"
+JOB_TIMED_OUT = "JobTimedOut"
+CANCELLED = "Cancelled"
+STORAGE_ERROR = "StorageError"
+# Not a designed failure: any exception that is not a RecobatchError (a bug).
+INTERNAL_ERROR = "InternalError"
+
+CODES: tuple[str, ...] = (
+    INVALID_INPUT, INPUT_TOO_LARGE, UPSTREAM_REJECTED, UPSTREAM_UNAVAILABLE, UPSTREAM_JOB_FAILED,
+    OUTPUT_INVALID, JOB_TIMED_OUT, CANCELLED, CONFIGURATION_ERROR, STORAGE_ERROR,
+)
+
+# Longest first so "InputTooLarge" is never read as a shorter code; the code may be preceded by
+# the SDK's own wrapping text ("Activity function 'x' failed: InvalidInput: ...").
+_CODE_RE = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r"):")
+
+
+class RecobatchError(Exception):
+    """Base of every failure recobatch raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        A plain sentence for people; the code is prefixed by ``str(exc)``.
+    """
+
+    code: str = INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConfigurationError(RecobatchError):
+    """An app setting is missing or has an invalid value (the message names it)."""
+
+    code = CONFIGURATION_ERROR
+
+
+class InputError(RecobatchError):
+    """The requests file cannot be used at all (bad JSON, wrong shape, no valid request)."""
+
+    code = INVALID_INPUT
+
+
+class InputTooLargeError(InputError):
+    """The requests file is larger than ``BATCH_MAX_INPUT_BYTES``."""
+
+    code = INPUT_TOO_LARGE
+
+
+class StorageError(RecobatchError):
+    """A blob storage operation failed."""
+
+    code = STORAGE_ERROR
+
+
+class OutputInvalidError(RecobatchError):
+    """A job's output blob is missing its shape or does not match its input."""
+
+    code = OUTPUT_INVALID
+
+
+class JobTimedOutError(RecobatchError):
+    """A batch job did not finish within ``JOB_TIMEOUT_MINUTES``."""
+
+    code = JOB_TIMED_OUT
+
+
+class CancelledError(RecobatchError):
+    """The run was cancelled on request."""
+
+    code = CANCELLED
+
+
+class UpstreamError(RecobatchError):
+    """The Recommendations service answered with a failure.
+
+    Parameters
+    ----------
+    message : str
+        A plain sentence (never the key or a SAS token).
+    status : int, optional
+        HTTP status code, when there was a response.
+    error_code : str, optional
+        The service's own error code (``{"error": {"code": ...}}``).
+    operation_id : str, optional
+        The operation the failure belongs to, when known.
+    """
+
+    code = UPSTREAM_REJECTED
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 error_code: str | None = None, operation_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.operation_id = operation_id
+
+
+class UpstreamRejected(UpstreamError):
+    """The service refused the call (auth, bad request, not found): retrying will not help."""
+
+    code = UPSTREAM_REJECTED
+
+
+class TransientError(UpstreamError):
+    """The service is unavailable for now (5xx, timeout, connection error)."""
+
+    code = UPSTREAM_UNAVAILABLE
+
+
+class BusyError(TransientError):
+    """The service is busy (409: a job of this subscription runs; 429: throttled).
+
+    Parameters
+    ----------
+    retry_after : float, optional
+        Seconds the service asked to wait (``Retry-After``), when given.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class JobFailedError(UpstreamError):
+    """The batch job ended ``Failed``."""
+
+    code = UPSTREAM_JOB_FAILED
+
+
+def code_of(error: BaseException | str | None) -> str:
+    """Return the stable error code of an exception or of a failure message.
+
+    Parameters
+    ----------
+    error : BaseException or str or None
+        A raised exception, or the message text the Durable SDK hands to an orchestrator.
+
+    Returns
+    -------
+    str
+        One of :data:`CODES`, or ``"InternalError"`` when no code can be found.
+    """
+    if isinstance(error, RecobatchError):
+        return error.code
+    text = str(error) if error is not None else ""
+    match = _CODE_RE.search(text)
+    return match.group(1) if match else INTERNAL_ERROR
+
+
+def message_of(error: BaseException | str | None) -> str:
+    """Return the plain sentence of a failure, without its code prefix or SDK wrapping."""
+    if isinstance(error, RecobatchError):
+        return error.message
+    text = str(error) if error is not None else ""
+    match = _CODE_RE.search(text)
+    return text[match.end():].strip() if match else text.strip()

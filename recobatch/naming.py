@@ -1,0 +1,123 @@
+"""Every name recobatch gives to a run, a blob or a sub-orchestration (one place each).
+
+Work blobs live in ``BATCH_WORK_CONTAINER`` under ``<instanceId>/``; outputs live in
+``BATCH_OUTPUT_CONTAINER`` under ``<input name without its extension>/``. Chunks are numbered
+from 1 and named ``chunk-00001``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+
+INSTANCE_PREFIX = "rb-"
+RESULTS_NAME = "results.json"
+ERRORS_NAME = "errors.txt"
+SUCCESS_MARKER = "_SUCCESS"
+FAILED_MARKER = "_FAILED"
+REJECTED_NAME = "rejected.jsonl"
+CANCEL_FLAG = "_CANCEL"
+
+_CHUNK_RE = re.compile(r"^chunk-(\d{5,})$")
+
+
+def instance_id(container: str, name: str, etag: str) -> str:
+    """Return the run's instance id: the same blob version always gives the same id.
+
+    Parameters
+    ----------
+    container, name : str
+        Where the requests file is.
+    etag : str
+        The blob's ETag, with or without its quotes.
+    """
+    bare_etag = etag.strip('"')
+    digest = hashlib.sha256(f"{container}/{name}@{bare_etag}".encode()).hexdigest()
+    return INSTANCE_PREFIX + digest[:32]
+
+
+def chunk_name(chunk: int | str | dict) -> str:
+    """Return ``chunk-00001`` for chunk 1, accepting a number, a name or ``{"name": ...}``."""
+    if isinstance(chunk, dict):
+        chunk = chunk["name"]
+    if isinstance(chunk, bool):
+        raise ValueError(f"not a chunk: {chunk!r}")
+    if isinstance(chunk, int):
+        if chunk < 1:
+            raise ValueError(f"chunk numbers start at 1, got {chunk}")
+        return f"chunk-{chunk:05d}"
+    if isinstance(chunk, str) and _CHUNK_RE.match(chunk):
+        return chunk
+    raise ValueError(f"not a chunk name: {chunk!r}")
+
+
+def chunk_number(chunk: int | str | dict) -> int:
+    """Return the 1-based number of a chunk."""
+    return int(chunk_name(chunk).split("-", 1)[1])
+
+
+def work_prefix(instance: str) -> str:
+    """Folder of a run's work blobs in the work container."""
+    return f"{instance}/"
+
+
+def chunk_input_blob(instance: str, chunk: int | str | dict) -> str:
+    """Chunk input in the seed format (what the batch job reads)."""
+    return f"{instance}/{chunk_name(chunk)}.json"
+
+
+def chunk_index_blob(instance: str, chunk: int | str | dict) -> str:
+    """JSON list of the original request index of each request in the chunk."""
+    return f"{instance}/{chunk_name(chunk)}.index.json"
+
+
+def chunk_output_blob(instance: str, chunk: int | str | dict) -> str:
+    """Where the batch job writes its output."""
+    return f"{instance}/{chunk_name(chunk)}.out.json"
+
+
+def chunk_error_blob(instance: str, chunk: int | str | dict) -> str:
+    """Where the batch job writes its request-level errors."""
+    return f"{instance}/{chunk_name(chunk)}.err.txt"
+
+
+def rejected_blob(instance: str) -> str:
+    """Requests rejected by validation, one ``{"index", "message"}`` JSON object a line."""
+    return f"{instance}/{REJECTED_NAME}"
+
+
+def cancel_blob(instance: str) -> str:
+    """Flag blob whose presence means "cancel this run"."""
+    return f"{instance}/{CANCEL_FLAG}"
+
+
+def chunk_orchestration_id(instance: str, chunk: int | str | dict) -> str:
+    """Instance id of a chunk's sub-orchestration."""
+    return f"{instance}:{chunk_name(chunk)}"
+
+
+def output_prefix(input_name: str) -> str:
+    """Output folder of a run: the input blob name without its extension, plus ``/``."""
+    stem, _ext = posixpath.splitext(input_name)
+    return f"{stem}/"
+
+
+def results_blob(input_name: str) -> str:
+    """Merged results of a run."""
+    return output_prefix(input_name) + RESULTS_NAME
+
+
+def errors_blob(input_name: str) -> str:
+    """Request-level errors of a run, in original request numbering."""
+    return output_prefix(input_name) + ERRORS_NAME
+
+
+def success_marker_blob(input_name: str) -> str:
+    """Marker written last when a run succeeded."""
+    return output_prefix(input_name) + SUCCESS_MARKER
+
+
+def failed_marker_blob(input_name: str) -> str:
+    """Marker written last when a run failed."""
+    return output_prefix(input_name) + FAILED_MARKER
