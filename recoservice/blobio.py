@@ -1,0 +1,154 @@
+"""Blob locations of batch jobs: parse, check the host, read and write with a SAS URL.
+
+A location is the v4 ``{"authenticationType": "PublicOrSas", "baseLocation",
+"relativeLocation", "sasBlobToken"}`` object; its URL is ``baseLocation + relativeLocation +
+sasBlobToken``. ``azure.storage.blob.BlobClient.from_blob_url`` talks to it, so the same code
+works against Azurite and Azure. SAS tokens never leave this module in a message or a listing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobClient, ContentSettings
+
+# The hosted service's documented input limit (2 MB).
+MAX_INPUT_BYTES = 2_097_152
+REDACTED = "***"
+# Fail fast on a dead host instead of azure-core's default long retry chain.
+_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 2}
+
+
+class BlobIOError(Exception):
+    """A blob could not be read or written; the message is safe to show (no SAS token)."""
+
+
+class InputTooLargeError(BlobIOError):
+    """The input blob is larger than ``MAX_INPUT_BYTES``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"Input blob is {size:,} bytes, larger than the {MAX_INPUT_BYTES:,}-byte (2 MB) limit."
+        )
+        self.size = size
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    """Where a batch job reads or writes one blob."""
+
+    base_location: str
+    relative_location: str
+    sas_token: str
+
+    @property
+    def url_without_token(self) -> str:
+        return self.base_location.rstrip("/") + "/" + self.relative_location.lstrip("/")
+
+    @property
+    def url(self) -> str:
+        return self.url_without_token + self.sas_token
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.base_location).hostname or "").lower()
+
+    def redacted(self) -> dict[str, str]:
+        """The location as the API echoes it: the SAS token replaced by ``***``."""
+        return {
+            "authenticationType": "PublicOrSas",
+            "baseLocation": self.base_location,
+            "relativeLocation": self.relative_location,
+            "sasBlobToken": REDACTED,
+        }
+
+    def scrub(self, text: str) -> str:
+        """Remove this location's SAS token (and its query part) from ``text``."""
+        for secret in (self.sas_token, self.sas_token.lstrip("?")):
+            if len(secret) > 1:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+def parse_location(raw: Any, field: str) -> BlobLocation:
+    """Validate one location object; raise ``ValueError`` naming the field that is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{field} is missing or not an object")
+    if raw.get("authenticationType") != "PublicOrSas":
+        raise ValueError(f"{field}.authenticationType must be PublicOrSas")
+    base = raw.get("baseLocation")
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{field}.baseLocation is missing")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field}.baseLocation must be an http(s) URL")
+    relative = raw.get("relativeLocation")
+    if not isinstance(relative, str) or not relative.strip("/"):
+        raise ValueError(f"{field}.relativeLocation is missing")
+    if "/" not in relative.strip("/"):
+        raise ValueError(f"{field}.relativeLocation must be <container>/<blob name>")
+    token = raw.get("sasBlobToken", "")
+    if token is None:
+        token = ""
+    if not isinstance(token, str) or (token and not token.startswith("?")):
+        raise ValueError(f"{field}.sasBlobToken must start with '?'")
+    return BlobLocation(base_location=base, relative_location=relative, sas_token=token)
+
+
+def host_allowed(host: str, patterns: list[str]) -> bool:
+    """True when ``host`` matches one of the fnmatch-style ``patterns`` (case-insensitive)."""
+    host = host.lower().strip("[]")
+    return any(fnmatch.fnmatchcase(host, pattern.lower().strip("[]")) for pattern in patterns)
+
+
+def _client(location: BlobLocation) -> BlobClient:
+    return BlobClient.from_blob_url(location.url, **_CLIENT_OPTIONS)
+
+
+def read_input(location: BlobLocation, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """Download the input blob, refusing it when it is larger than ``max_bytes``.
+
+    Raises
+    ------
+    InputTooLargeError
+        When the blob is over the limit (checked before downloading, and again after).
+    BlobIOError
+        When storage answers with an error.
+    """
+    client = _client(location)
+    try:
+        size = int(client.get_blob_properties().size)
+        if size > max_bytes:
+            raise InputTooLargeError(size)
+        data = client.download_blob().readall()
+    except AzureError as exc:
+        raise BlobIOError(
+            f"Cannot read input blob {location.url_without_token}: "
+            + location.scrub(_short(exc))
+        ) from None
+    # The blob may have grown between the two calls.
+    if len(data) > max_bytes:
+        raise InputTooLargeError(len(data))
+    return bytes(data)
+
+
+def write_blob(location: BlobLocation, data: bytes, content_type: str) -> None:
+    """Upload ``data`` (overwriting) to the location."""
+    try:
+        _client(location).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+        )
+    except AzureError as exc:
+        raise BlobIOError(
+            f"Cannot write blob {location.url_without_token}: " + location.scrub(_short(exc))
+        ) from None
+
+
+def _short(exc: AzureError) -> str:
+    # azure-core messages can span many lines (headers, XML body); the first says what failed.
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first[:300]
