@@ -31,11 +31,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from recoservice import blobio
+from recoservice import API_PREFIX, blobio
 from recoservice.auth import require_key
 from recoservice.blobio import BlobIOError, BlobLocation
 from recoservice.errors import ApiError
 from recoservice.faults import FaultRule
+from recoservice.models_api import require_model
+from recoservice.operations import operation_url
 
 log = logging.getLogger("recoservice.batch")
 
@@ -222,18 +224,6 @@ class _WorkerPool:
                 log.exception("batch worker task failed")
 
 
-def _model_known(app: Any, model_id: str) -> bool:
-    """Ask the service's state whether the model exists (seam with recoservice.state)."""
-    state = app.state.state
-    getter = getattr(state, "get_model", None)
-    if getter is None:
-        return True
-    try:
-        return getter(model_id) is not None
-    except LookupError:
-        return False
-
-
 @router.post("/batchjobs", status_code=202)
 async def submit_batch_job(request: Request, key: str = Depends(require_key)) -> JSONResponse:
     """Validate and queue a batch job; 202 with ``Operation-Location``."""
@@ -252,17 +242,15 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
         if not blobio.host_allowed(location.host, patterns):
             raise ApiError(400, "BadArgument",
                            f"{name}.baseLocation host '{location.host}' is not allowed.")
-    if not _model_known(request.app, spec.model_id):
-        raise ApiError(404, "ResourceNotFound", f"Model '{spec.model_id}' does not exist.")
+    require_model(request.app.state.state, spec.model_id)  # 404 ModelNotFound
     _prepare(request.app)
     state = request.app.state.state
     batch_id = uuid.uuid4().hex
-    base = str(request.url).split("?", 1)[0].rsplit("/batchjobs", 1)[0]
     with _submit_lock:
         if _active_job(state, _key_hash(key)) is not None:
             raise ApiError(409, "Conflict",
                            "Another batch job of this subscription is still running.")
-        op_id = _op_id(state.create_operation("batchjob", key, f"{base}/batchjobs/{batch_id}"))
+        op_id = _op_id(state.create_operation("batchjob", key, _job_url(request, batch_id)))
         with state.db() as conn:
             conn.execute(
                 "INSERT INTO batch_jobs (id, operation_id, key_hash, requestinfo, created_at)"
@@ -273,8 +261,12 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
     app.state.batch_pool.submit(lambda: _run_job(app, batch_id, op_id, spec))
     return JSONResponse(
         {"batchId": batch_id}, status_code=202,
-        headers={"Operation-Location": f"{base}/operations/{op_id}"},
+        headers={"Operation-Location": operation_url(request, op_id)},
     )
+
+
+def _job_url(request: Request, batch_id: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}{API_PREFIX}/batchjobs/{batch_id}"
 
 
 def _active_job(state: Any, key_hash: str) -> str | None:
