@@ -1,0 +1,161 @@
+"""Orchestration ``batch_orchestrator``: one requests file, from prepare to the completion marker.
+
+Input ``{container, name, etag, size, job, settings: {maxConcurrentJobs, pollInitialSeconds,
+pollMaxSeconds, timeoutMinutes, outputContainer}}`` (the starter reads the app settings, so this
+generator never touches the environment). Steps: ``prepare_batch`` → one ``chunk_orchestrator``
+per chunk, at most ``maxConcurrentJobs`` in flight, raced against the ``cancel`` event →
+``merge_results`` (partial results too) → ``write_marker`` last. Returns a small summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskState
+
+from activities import merge_results, prepare_batch, write_marker
+from orchestrators.blueprint import CANCEL_EVENT, bp
+from orchestrators.chunk_orchestrator import chunk_orchestrator
+from orchestrators.clock import iso
+from orchestrators.failures import reason
+from orchestrators.progress import Progress, failing_chunks, run_code, run_message
+from recobatch import errors, naming
+
+Gen = Generator[Any, Any, Any]
+_INPUT_CODES = (errors.INVALID_INPUT, errors.INPUT_TOO_LARGE)
+
+
+def _log(context: df.DurableOrchestrationContext, text: str) -> None:
+    if not context.is_replaying:
+        logging.info("%s %s", context.instance_id, text)
+
+
+def _marker(context: df.DurableOrchestrationContext, args: dict, kind: str, **fields: Any) -> Any:
+    """Schedule ``write_marker``; the marker carries names, ids and counts only."""
+    marker = {"instanceId": context.instance_id, "status": "Succeeded" if kind == "success"
+              else "Failed", "input": {"container": args["container"], "name": args["name"],
+                                       "etag": args.get("etag")},
+              "endedAt": iso(context.current_utc_datetime), **fields}
+    return context.call_activity(write_marker, {"kind": kind, "inputName": args["name"],
+                                                "marker": marker})
+
+
+def _fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
+             progress: Progress) -> Gen:
+    """Run every chunk, at most N at a time; return True if the run was cancelled."""
+    settings = args["settings"]
+    window = max(1, int(settings["maxConcurrentJobs"]))
+    chunk_settings = {"pollInitial": settings["pollInitialSeconds"],
+                      "pollMax": settings["pollMaxSeconds"],
+                      "timeoutMinutes": settings["timeoutMinutes"]}
+    queue = [chunk["name"] for chunk in prep["chunks"]]
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
+    running: dict[Any, str] = {}  # task -> chunk name
+    cancelled = False
+    while queue or running:
+        while queue and len(running) < window and not cancelled:
+            name = queue.pop(0)
+            child_id = naming.chunk_orchestration_id(context.instance_id, name)
+            task = context.call_sub_orchestrator(
+                chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
+                                     "job": prep.get("job") or {}, "settings": chunk_settings},
+                child_id, expected_type=dict)  # the handle's own annotation says str
+            running[task] = name
+            progress.running[name] = child_id
+        context.set_custom_status(progress.status())
+        if not running:
+            break
+        winner = yield context.task_any(list(running) + ([] if cancelled else [cancel]))
+        if winner is cancel:
+            _log(context, "cancel requested")
+            cancelled = True
+            progress.phase = "cancelling"
+        for task in [t for t in running if t.is_completed]:
+            name = running.pop(task)
+            progress.running.pop(name)
+            progress.results[name] = _chunk_result(task, name)
+    for name in queue:  # never started because of the cancel
+        progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
+                                  "operationId": None, "message": "not started: run cancelled."}
+    return cancelled
+
+
+def _chunk_result(task: Any, name: str) -> dict:
+    """A finished chunk's result; a crashed sub-orchestration counts as Failed with its code."""
+    if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
+        return task.result
+    code, sentence = reason(task.result)
+    return {"chunk": name, "status": "Failed", "code": code, "operationId": None,
+            "message": sentence}
+
+
+def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress) -> Gen:
+    context.set_custom_status(progress.status())
+    try:
+        prep = yield context.call_activity(prepare_batch, {
+            "instanceId": context.instance_id, "container": args["container"],
+            "name": args["name"]})
+    except Exception as exc:
+        code, sentence = reason(exc)
+        if code not in _INPUT_CODES:
+            raise
+        _log(context, f"input refused: {code}")
+        progress.phase = "failed"
+        context.set_custom_status(progress.status())
+        yield _marker(context, args, "failed", code=code, message=sentence)
+        return {"instanceId": context.instance_id, "status": "Failed", "code": code,
+                "output": progress.output}
+    progress.requests = int(prep.get("requests") or 0)
+    progress.total = len(prep["chunks"])
+    progress.phase = "running"
+    cancelled = yield from _fan_out(context, args, prep, progress)
+
+    progress.phase = "merging"
+    context.set_custom_status(progress.status())
+    ordered = [progress.results[c["name"]] for c in prep["chunks"]]
+    merged = yield context.call_activity(merge_results, {
+        "instanceId": context.instance_id, "inputName": args["name"],
+        "chunks": [{"name": r["chunk"], "status": r["status"]} for r in ordered]})
+
+    code = run_code(ordered, cancelled)
+    failing = failing_chunks(ordered)
+    summary = {"requests": progress.requests, "valid": prep.get("valid"),
+               "rejected": prep.get("rejected"), "counts": merged.get("counts"),
+               "results": merged.get("results"), "errors": merged.get("errors"),
+               "chunks": progress.status()["chunks"]}
+    if code is None:
+        yield _marker(context, args, "success", **summary)
+    else:
+        yield _marker(context, args, "failed", code=code,
+                      message=run_message(code, failing, progress.total),
+                      failedChunks=failing, **summary)
+    progress.phase = "completed" if code is None else "failed"
+    context.set_custom_status(progress.status())
+    _log(context, f"ended {code or 'Succeeded'}")
+    return {"instanceId": context.instance_id, "status": "Failed" if code else "Succeeded",
+            "code": code, "requests": progress.requests, "chunks": progress.status()["chunks"],
+            "output": progress.output}
+
+
+@bp.orchestration_trigger(context_name="context")
+def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
+    """Run one requests file end to end (see the module docstring)."""
+    args = context.get_input()
+    output_container = args["settings"].get("outputContainer", "batch-output")
+    progress = Progress(output=f"{output_container}/{naming.output_prefix(args['name'])}")
+    try:
+        return (yield from _run(context, args, progress))
+    except Exception as exc:
+        # Whatever broke, leave a _FAILED marker so nobody waits on a run that is gone.
+        code, sentence = reason(exc)
+        _log(context, f"failed unexpectedly: {code}")
+        progress.phase = "failed"
+        context.set_custom_status(progress.status())
+        try:
+            yield _marker(context, args, "failed", code=code, message=sentence)
+        except Exception:
+            _log(context, "could not write the _FAILED marker")
+        raise

@@ -1,0 +1,195 @@
+"""Sub-orchestration ``chunk_orchestrator``: one chunk's batch job, from submit to verified output.
+
+Input ``{instanceId, chunk, job, settings: {pollInitial, pollMax, timeoutMinutes}}``; output
+``{chunk, status, code, operationId, message, startedAt, endedAt, results}`` with ``status`` one
+of ``Succeeded | Failed | Cancelled | TimedOut | Rejected``. It never raises for upstream
+failures: the batch orchestrator reads the status and code.
+
+The deadline is ``start + timeoutMinutes`` on the orchestration clock. Every wait is a durable
+timer raced against the ``cancel`` external event, so a cancel wakes the chunk at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import (
+    cancel_operation,
+    check_operation,
+    is_cancel_requested,
+    submit_chunk,
+    verify_output,
+)
+from orchestrators.blueprint import CANCEL_EVENT, bp
+from orchestrators.clock import after, iso
+from orchestrators.failures import reason
+from recobatch import errors
+
+# A job that reports Succeeded may still be flushing its output blob: look a few times.
+VERIFY_ATTEMPTS = 4
+# Submit failures with UpstreamUnavailable (5xx after the client's own retries) get this many
+# more tries; a timeout on submit may have created the job, so we do not insist forever.
+SUBMIT_UNAVAILABLE_TRIES = 3
+
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, REJECTED = (
+    "Succeeded", "Failed", "Cancelled", "TimedOut", "Rejected")
+_CODE_OF_STATUS = {CANCELLED: errors.CANCELLED, TIMED_OUT: errors.JOB_TIMED_OUT,
+                   REJECTED: errors.UPSTREAM_REJECTED}
+
+Gen = Generator[Any, Any, Any]
+
+
+class _Chunk:
+    """What one chunk run knows: its ids, settings, clock bounds and the cancel wait."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, args: dict) -> None:
+        self.context = context
+        self.instance_id: str = args["instanceId"]
+        self.chunk: str = args["chunk"]
+        self.job: dict = args.get("job") or {}
+        settings = args["settings"]
+        self.poll_initial = float(settings["pollInitial"])
+        self.poll_max = float(settings["pollMax"])
+        self.started = context.current_utc_datetime
+        self.deadline = after(self.started, float(settings["timeoutMinutes"]) * 60)
+        # One wait task for the whole run: re-yielded in every race, scheduled once.
+        self.cancel = context.wait_for_external_event(CANCEL_EVENT)
+        self.operation_id: str | None = None
+
+    def result(self, status: str, message: str = "", *, code: str | None = None,
+               results: int = 0) -> dict:
+        if code is None and status != SUCCEEDED:
+            code = _CODE_OF_STATUS.get(status, errors.UPSTREAM_JOB_FAILED)
+        return {"chunk": self.chunk, "status": status, "code": code,
+                "operationId": self.operation_id, "message": message,
+                "startedAt": iso(self.started), "endedAt": iso(self.context.current_utc_datetime),
+                "results": results}
+
+    def log(self, text: str) -> None:
+        if not self.context.is_replaying:
+            logging.info("%s:%s %s", self.instance_id, self.chunk, text)
+
+    def wait(self, seconds: float) -> Gen:
+        """Sleep on a durable timer (capped at the deadline); return True if cancel won."""
+        timer = self.context.create_timer(after(self.context.current_utc_datetime, seconds,
+                                                self.deadline))
+        winner = yield self.context.task_any([timer, self.cancel])
+        if winner is self.cancel:
+            timer.cancel()
+            return True
+        return False
+
+    def past_deadline(self) -> bool:
+        return self.context.current_utc_datetime >= self.deadline
+
+
+def _submit(run: _Chunk) -> Gen:
+    """Submit until accepted; return a final result dict, or None once the job runs."""
+    payload = {"instanceId": run.instance_id, "chunk": run.chunk, "job": run.job}
+    unavailable = 0
+    while True:
+        if run.cancel.is_completed:
+            return run.result(CANCELLED, "the run was cancelled before the job was submitted.")
+        if run.past_deadline():
+            return run.result(TIMED_OUT, "the service stayed busy until the chunk's deadline.")
+        try:
+            answer = yield run.context.call_activity(submit_chunk, payload)
+        except Exception as exc:  # the SDK hands activity failures over as plain Exception
+            code, sentence = reason(exc)
+            if code == errors.UPSTREAM_UNAVAILABLE and unavailable < SUBMIT_UNAVAILABLE_TRIES:
+                unavailable += 1
+                yield from run.wait(run.poll_initial)  # a cancel is seen at the loop's top
+                continue
+            status = REJECTED if code == errors.UPSTREAM_REJECTED else FAILED
+            return run.result(status, sentence, code=code)
+        if answer.get("accepted"):
+            run.operation_id = answer["operationId"]
+            run.log(f"submitted as operation {run.operation_id}")
+            return None
+        retry_after = float(answer.get("retryAfterSeconds") or run.poll_initial)
+        run.log(f"service busy, retrying in {retry_after:g}s")
+        yield from run.wait(min(max(retry_after, 1.0), run.poll_max))
+
+
+def _cancel_upstream(run: _Chunk) -> Gen:
+    """Ask the service to cancel the job; a failure here must not hide why we cancel."""
+    try:
+        yield run.context.call_activity(cancel_operation, {"operationId": run.operation_id})
+    except Exception as exc:
+        run.log(f"cancel_operation failed: {errors.code_of(exc)}")
+
+
+def _poll(run: _Chunk) -> Gen:
+    """Poll the operation with backoff; return a final result dict, or None on Succeeded."""
+    interval = run.poll_initial
+    while True:
+        if (yield from run.wait(interval)):
+            yield from _cancel_upstream(run)
+            return run.result(CANCELLED, "the run was cancelled.")
+        interval = min(interval * 2, run.poll_max)
+        try:
+            state = yield run.context.call_activity(check_operation,
+                                                    {"operationId": run.operation_id})
+        except Exception as exc:
+            code, sentence = reason(exc)
+            if code != errors.UPSTREAM_UNAVAILABLE:
+                return run.result(FAILED, sentence, code=code)
+            state = {}  # transient: poll again until the deadline
+        status = state.get("status")
+        if status == SUCCEEDED:
+            return None
+        if status == FAILED:
+            return run.result(FAILED, state.get("message") or "the batch job failed.",
+                              code=errors.UPSTREAM_JOB_FAILED)
+        if status == CANCELLED:
+            return run.result(CANCELLED, "the batch job was cancelled upstream.")
+        if run.past_deadline():
+            yield from _cancel_upstream(run)
+            return run.result(TIMED_OUT, "the batch job did not finish before the deadline.")
+
+
+def _verify(run: _Chunk) -> Gen:
+    """Check the output blob, waiting a little while it is not there yet."""
+    payload = {"instanceId": run.instance_id, "chunk": run.chunk}
+    for attempt in range(VERIFY_ATTEMPTS):
+        try:
+            found = yield run.context.call_activity(verify_output, payload)
+        except Exception as exc:
+            code, sentence = reason(exc)
+            return run.result(FAILED, sentence, code=code)
+        if found.get("present"):
+            if found.get("valid"):
+                return run.result(SUCCEEDED, found.get("message") or "",
+                                  results=int(found.get("results") or 0))
+            return run.result(FAILED, found.get("message") or "the output is not valid.",
+                              code=errors.OUTPUT_INVALID)
+        if attempt + 1 < VERIFY_ATTEMPTS:
+            yield run.context.create_timer(after(run.context.current_utc_datetime,
+                                                 run.poll_initial))
+    return run.result(FAILED, "the job succeeded but its output blob never appeared.",
+                      code=errors.OUTPUT_INVALID)
+
+
+@bp.orchestration_trigger(context_name="context")
+def chunk_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
+    """Run one chunk's batch job: submit, poll, verify (see the module docstring)."""
+    run = _Chunk(context, context.get_input())
+    # A chunk started just after a cancel request may have missed the event: check the flag.
+    try:
+        flag = yield context.call_activity(is_cancel_requested, {"instanceId": run.instance_id})
+    except Exception as exc:  # the event still reaches us; not a reason to fail the chunk
+        run.log(f"is_cancel_requested failed: {errors.code_of(exc)}")
+        flag = {}
+    if flag.get("cancelled"):
+        return run.result(CANCELLED, "the run was cancelled before the job was submitted.")
+    outcome = yield from _submit(run)
+    if outcome is None:
+        outcome = yield from _poll(run)
+    if outcome is None:
+        outcome = yield from _verify(run)
+    run.log(f"ended {outcome['status']}")
+    return outcome
