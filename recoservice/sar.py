@@ -1,0 +1,590 @@
+"""SAR (Smart Adaptive Recommendations): the engine behind recoservice's recommendations.
+
+The math follows the Recommendations v4 reference (``docs`` section "SAR"):
+
+- co-occurrence ``C = AᵀA`` over the binary user×item matrix ``A`` (or, with
+  ``cooccurrence_unit="timestamp"``, over (user, timestamp) baskets); the diagonal holds each
+  item's occurrence count, exposed as :attr:`SarModel.popularity`;
+- pairs with ``c_ij < support_threshold`` count as zero;
+- similarity ``cooccurrence`` (``c_ij``), ``lift`` (``c_ij / (c_ii·c_jj)``) or ``jaccard``
+  (``c_ij / (c_ii + c_jj − c_ij)``);
+- user affinity: sum over a user's events of ``weight · 2^(−(t_now − t)/T)``, half-life ``T``;
+  events later than ``t_now`` count with factor 1 (as in Microsoft Recommenders' SAR);
+- item-to-item: pseudo affinity 1 at each seed × similarity; user-to-item: affinity × similarity.
+
+Everything is vectorised with numpy and scipy.sparse; the only Python loops run over blocks of
+requests (and over the few seed slots of a block), never over items or single requests.
+
+Storage. The similarity is one CSR matrix without its diagonal (``_sim``) plus the diagonal as
+a vector (``_self_sim``), both float32. With ``SarParams.max_neighbors = M > 0`` each row keeps
+only its M most similar items (ties: lower item index). A single-seed request then gets exactly
+the same top-k as without pruning for every ``k ≤ M``; with several seeds an item that is a
+top-M neighbour of one seed but not of another loses the second contribution, so multi-seed
+lists are an approximation (measured in ``bench/recoservice_scoring.py``).
+
+Ranking. Results are items with a positive score ``≥ minimal_score``, ordered by score
+(float32) descending, ties by lower item index. Rows with fewer than ``k`` results are
+backfilled (when ``enable_backfilling``) with the most popular items that are not seeds (or
+seen items) and not already listed; backfilled entries carry score 0.0 and are reported by
+``return_backfill=True`` as a boolean matrix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["EVENT_WEIGHTS", "SarModel", "SarParams"]
+
+# Weights of the v4 usage event types (the reference's table). Callers map names to weights.
+EVENT_WEIGHTS: dict[str, float] = {
+    "Click": 1.0,
+    "RecommendationClick": 2.0,
+    "AddShopCart": 3.0,
+    "RemoveShopCart": -1.0,
+    "Purchase": 4.0,
+}
+
+SIMILARITIES = ("cooccurrence", "lift", "jaccard")
+COOCCURRENCE_UNITS = ("user", "timestamp")
+_SECONDS_PER_DAY = 86_400.0
+_FORMAT_VERSION = 1
+# Padded candidate cells per scoring block (uint64 keys: 8 bytes each), bounds scoring memory.
+_BLOCK_CELLS = 4_000_000
+_MAX_BLOCK_ROWS = 8_192
+# Up to this many exclusions per row, compare slot by slot; above, use a sorted-key lookup.
+_SLOT_LOOP_MAX = 16
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class SarParams:
+    """Build parameters of a SAR model (the v4 SAR build parameters, snake_case).
+
+    Parameters
+    ----------
+    support_threshold : int
+        Co-occurrence counts below this are treated as zero (at least 1).
+    similarity : str
+        ``cooccurrence``, ``lift`` or ``jaccard`` (case-insensitive).
+    cooccurrence_unit : str
+        ``user`` (an item pair co-occurs when one user used both) or ``timestamp`` (when both
+        appear in the same (user, timestamp) basket). Case-insensitive.
+    half_life_days : float
+        Half-life of the affinity time decay, in days.
+    enable_backfilling : bool
+        Fill short result lists with popular items.
+    allow_seed_items : bool
+        Let seed items (and, for users, seen items) appear in results.
+    enable_u2i : bool
+        Keep the user affinity matrix so :meth:`SarModel.recommend_users` works.
+    max_neighbors : int
+        Keep only the top-M similar items per item (0 keeps all). Exact for single-seed
+        requests with ``k ≤ M``; see the module docstring for several seeds.
+    """
+
+    support_threshold: int = 3
+    similarity: str = "jaccard"
+    cooccurrence_unit: str = "user"
+    half_life_days: float = 30.0
+    enable_backfilling: bool = True
+    allow_seed_items: bool = False
+    enable_u2i: bool = True
+    max_neighbors: int = 0
+
+    def validated(self) -> SarParams:
+        """Return a copy with normalised (lower-case) names; raise ValueError if invalid."""
+        similarity = self.similarity.lower()
+        unit = self.cooccurrence_unit.lower()
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, not {self.similarity!r}")
+        if unit not in COOCCURRENCE_UNITS:
+            raise ValueError(
+                f"cooccurrence_unit must be one of {COOCCURRENCE_UNITS}, "
+                f"not {self.cooccurrence_unit!r}"
+            )
+        if int(self.support_threshold) < 1:
+            raise ValueError("support_threshold must be at least 1")
+        if not self.half_life_days > 0:
+            raise ValueError("half_life_days must be positive")
+        if int(self.max_neighbors) < 0:
+            raise ValueError("max_neighbors must be 0 (keep all) or positive")
+        return SarParams(
+            support_threshold=int(self.support_threshold),
+            similarity=similarity,
+            cooccurrence_unit=unit,
+            half_life_days=float(self.half_life_days),
+            enable_backfilling=bool(self.enable_backfilling),
+            allow_seed_items=bool(self.allow_seed_items),
+            enable_u2i=bool(self.enable_u2i),
+            max_neighbors=int(self.max_neighbors),
+        )
+
+
+class SarModel:
+    """A fitted SAR model: item similarity, popularity and (optionally) user affinity.
+
+    Build with :meth:`fit` or :meth:`load`; the constructor only assembles fitted parts.
+
+    Attributes
+    ----------
+    params : SarParams
+        The (validated) build parameters.
+    n_items, n_users : int
+        Size of the item and user index spaces.
+    popularity : numpy.ndarray
+        Occurrence count per item (the co-occurrence diagonal before the threshold), int64.
+    now : float
+        The affinity reference time (epoch seconds).
+    """
+
+    def __init__(
+        self,
+        params: SarParams,
+        sim: sp.csr_matrix,
+        self_sim: np.ndarray,
+        popularity: np.ndarray,
+        affinity: sp.csr_matrix | None,
+        n_users: int,
+        now: float,
+    ) -> None:
+        self.params = params
+        self._sim = sim
+        self._self_sim = self_sim
+        self.popularity = popularity
+        self._affinity = affinity
+        self.n_items = int(sim.shape[0])
+        self.n_users = int(n_users)
+        self.now = float(now)
+        # Most popular first, ties by lower index; never-used items are not "popular".
+        order = np.lexsort((np.arange(self.n_items), -popularity))
+        self._popular = order[popularity[order] > 0].astype(np.int64)
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(
+        cls,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        timestamps: np.ndarray,
+        weights: np.ndarray,
+        n_users: int,
+        n_items: int,
+        params: SarParams | None = None,
+        now: float | None = None,
+    ) -> SarModel:
+        """Fit a model on usage events (one array row per event).
+
+        Parameters
+        ----------
+        user_idx, item_idx : numpy.ndarray
+            Integer user and item indices, in ``[0, n_users)`` and ``[0, n_items)``.
+        timestamps : numpy.ndarray
+            Event times, float epoch seconds.
+        weights : numpy.ndarray
+            Event weights (see :data:`EVENT_WEIGHTS`).
+        n_users, n_items : int
+            Sizes of the index spaces (items without events are allowed).
+        params : SarParams, optional
+            Build parameters; defaults to ``SarParams()``.
+        now : float, optional
+            Reference time of the decay; defaults to ``max(timestamps)`` (deterministic).
+
+        Returns
+        -------
+        SarModel
+        """
+        params = (params or SarParams()).validated()
+        users = np.asarray(user_idx, dtype=np.int64).ravel()
+        items = np.asarray(item_idx, dtype=np.int64).ravel()
+        times = np.asarray(timestamps, dtype=np.float64).ravel()
+        wts = np.asarray(weights, dtype=np.float64).ravel()
+        if not (len(users) == len(items) == len(times) == len(wts)):
+            raise ValueError("user_idx, item_idx, timestamps and weights must have equal length")
+        if len(users) and (users.min() < 0 or users.max() >= n_users):
+            raise ValueError("user_idx out of range [0, n_users)")
+        if len(items) and (items.min() < 0 or items.max() >= n_items):
+            raise ValueError("item_idx out of range [0, n_items)")
+        if now is None:
+            now = float(times.max()) if len(times) else 0.0
+
+        cooc = _cooccurrence(users, items, times, n_users, n_items, params.cooccurrence_unit)
+        popularity = np.asarray(cooc.diagonal(), dtype=np.int64)
+        sim, self_sim = _similarity(cooc, popularity, params)
+        if params.max_neighbors:
+            sim = _keep_top_neighbors(sim, params.max_neighbors)
+        affinity = None
+        if params.enable_u2i:
+            affinity = _affinity(users, items, times, wts, n_users, n_items, now, params)
+        return cls(params, sim, self_sim, popularity, affinity, n_users, now)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        """Write the model to ``path`` as an uncompressed ``.npz`` (no pickle)."""
+        arrays: dict[str, np.ndarray] = {
+            "format_version": np.array(_FORMAT_VERSION),
+            "params_json": np.array(json.dumps(asdict(self.params))),
+            "n_users": np.array(self.n_users),
+            "now": np.array(self.now),
+            "sim_indptr": self._sim.indptr,
+            "sim_indices": self._sim.indices,
+            "sim_data": self._sim.data,
+            "self_sim": self._self_sim,
+            "popularity": self.popularity,
+        }
+        if self._affinity is not None:
+            arrays |= {
+                "aff_indptr": self._affinity.indptr,
+                "aff_indices": self._affinity.indices,
+                "aff_data": self._affinity.data,
+            }
+        with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> SarModel:
+        """Read a model written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as npz:
+            version = int(npz["format_version"])
+            if version != _FORMAT_VERSION:
+                raise ValueError(f"unsupported SAR model format {version} in {path}")
+            params = SarParams(**json.loads(str(npz["params_json"])))
+            n_items = len(npz["popularity"])
+            n_users = int(npz["n_users"])
+            sim = sp.csr_matrix(
+                (npz["sim_data"], npz["sim_indices"], npz["sim_indptr"]), shape=(n_items, n_items)
+            )
+            affinity = None
+            if "aff_indptr" in npz.files:
+                affinity = sp.csr_matrix(
+                    (npz["aff_data"], npz["aff_indices"], npz["aff_indptr"]),
+                    shape=(n_users, n_items),
+                )
+            return cls(params, sim, npz["self_sim"], npz["popularity"], affinity, n_users,
+                       float(npz["now"]))
+
+    # ------------------------------------------------------------------ scoring
+    def recommend_items(
+        self,
+        seed_indptr: np.ndarray,
+        seed_indices: np.ndarray,
+        k: int,
+        minimal_score: float = 0.0,
+        return_backfill: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Item-to-item recommendations for many requests at once.
+
+        Parameters
+        ----------
+        seed_indptr, seed_indices : numpy.ndarray
+            The seeds as CSR: request ``r`` has seeds ``seed_indices[seed_indptr[r]:
+            seed_indptr[r + 1]]`` (known item indices; callers drop unknown seeds first).
+        k : int
+            Number of results per request.
+        minimal_score : float
+            Results scoring below this are dropped (before backfilling).
+        return_backfill : bool
+            Also return a boolean ``[n_req, k]`` matrix marking backfilled entries.
+
+        Returns
+        -------
+        idx : numpy.ndarray
+            int32 ``[n_req, k]`` item indices, padded with -1.
+        score : numpy.ndarray
+            float32 ``[n_req, k]`` scores, padded (and backfilled) with 0.0.
+        backfilled : numpy.ndarray
+            Only with ``return_backfill=True``.
+        """
+        indptr = np.asarray(seed_indptr, dtype=np.int64)
+        indices = np.asarray(seed_indices, dtype=np.int64)
+        n_req = len(indptr) - 1
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.n_items):
+            raise ValueError("seed item index out of range [0, n_items)")
+        seeds = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr),
+            shape=(n_req, self.n_items),
+        )
+        seeds.sum_duplicates()  # a seed given twice still counts once
+        seeds.data[:] = 1.0
+        return self._recommend(seeds, seeds, k, minimal_score, return_backfill)
+
+    def recommend_users(
+        self,
+        user_indices: np.ndarray,
+        k: int,
+        minimal_score: float = 0.0,
+        exclude_seen: bool = True,
+        return_backfill: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """User-to-item recommendations: time-decayed affinity × similarity.
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            User indices; -1 marks an unknown user (popular items if backfilling, else empty).
+        k, minimal_score, return_backfill
+            As in :meth:`recommend_items`.
+        exclude_seen : bool
+            Leave out items the user already has events for (unless ``allow_seed_items``).
+
+        Returns
+        -------
+        tuple
+            As :meth:`recommend_items`.
+        """
+        if self._affinity is None:
+            raise ValueError("user recommendations are disabled for this model (enable_u2i)")
+        users = np.asarray(user_indices, dtype=np.int64).ravel()
+        if len(users) and users.max() >= self.n_users:
+            raise ValueError("user index out of range [0, n_users)")
+        known = users >= 0
+        # Unknown users get an empty affinity row: nothing scores, backfill decides.
+        picker = sp.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float32), users[known],
+             np.concatenate(([0], np.cumsum(known)))),
+            shape=(len(users), self.n_users),
+        )
+        affinity = (picker @ self._affinity).tocsr()
+        affinity.sort_indices()
+        seen = affinity if exclude_seen else _empty_rows(len(users), self.n_items)
+        return self._recommend(affinity, seen, k, minimal_score, return_backfill)
+
+    # ------------------------------------------------------------------ internals
+    def _recommend(
+        self,
+        weights: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        k: int,
+        minimal_score: float,
+        return_backfill: bool,
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score ``weights @ similarity`` in blocks, rank, drop ``exclude``, backfill."""
+        n_req = weights.shape[0]
+        k = int(k)
+        if k < 0:
+            raise ValueError("k must not be negative")
+        out_idx = np.full((n_req, k), -1, dtype=np.int32)
+        out_score = np.zeros((n_req, k), dtype=np.float32)
+        out_fill = np.zeros((n_req, k), dtype=bool)
+        if n_req == 0 or k == 0:
+            return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
+        if self.params.allow_seed_items:
+            exclude = _empty_rows(n_req, self.n_items)
+        # Upper bound of candidates per row: the similarity row lengths of its weights.
+        row_nnz = np.diff(self._sim.indptr)
+        bound = np.add.reduceat(
+            np.append(row_nnz[weights.indices], 0), np.minimum(weights.indptr[:-1], weights.nnz)
+        ) * (np.diff(weights.indptr) > 0) + np.diff(weights.indptr)
+        # Rows of similar size share a block, so padding to the block's widest row wastes little.
+        order = np.argsort(bound, kind="stable")
+        for rows in _blocks(bound[order]):
+            req = order[rows]
+            idx, score, fill = self._score_block(
+                weights[req], exclude[req], k, minimal_score
+            )
+            out_idx[req], out_score[req], out_fill[req] = idx, score, fill
+        return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
+
+    def _score_block(
+        self, weights: sp.csr_matrix, exclude: sp.csr_matrix, k: int, minimal_score: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = weights.shape[0]
+        scores = (weights @ self._sim).tocsr()
+        if self.params.allow_seed_items:
+            scores = (scores + weights @ sp.diags(self._self_sim)).tocsr()
+        rows = np.repeat(np.arange(n), np.diff(scores.indptr))
+        cols = scores.indices.astype(np.int64)
+        values = scores.data.astype(np.float32) + np.float32(0.0)  # -0.0 → +0.0 for the keys
+        keep = (values > 0) & (values >= minimal_score)
+        keep &= ~_excluded(rows, cols, exclude)
+        keys = np.where(keep, _rank_keys(values, cols), np.uint64(0))
+
+        # Pad each row's keys into [n, width] and take the k largest keys per row.
+        counts = np.diff(scores.indptr)
+        width = max(int(counts.max(initial=0)), 1)
+        pos = np.arange(len(keys)) - np.repeat(scores.indptr[:-1], counts)
+        padded = np.zeros((n, max(width, k)), dtype=np.uint64)
+        padded[rows, pos] = keys
+        if padded.shape[1] > k:
+            padded = np.partition(padded, padded.shape[1] - k, axis=1)[:, -k:]
+        top = np.sort(padded, axis=1)[:, ::-1]
+        valid = top > 0
+        idx = np.where(valid, (_LOW32 - (top & _LOW32)).astype(np.int64), -1)
+        score = np.where(valid, _decode_score(top >> np.uint64(32)), np.float32(0.0))
+        fill = np.zeros((n, k), dtype=bool)
+        if self.params.enable_backfilling:
+            idx, fill = self._backfill(idx, valid.sum(axis=1), exclude)
+        return idx.astype(np.int32), score.astype(np.float32), fill
+
+    def _backfill(
+        self, idx: np.ndarray, count: np.ndarray, exclude: sp.csr_matrix
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Append popular items (not excluded, not listed) after each row's ``count`` results."""
+        n, k = idx.shape
+        need = k - count
+        fill = np.zeros((n, k), dtype=bool)
+        if not need.any() or len(self._popular) == 0:
+            return idx, fill
+        # Enough popular candidates even if every excluded and listed item is among them.
+        most_excluded = int(np.diff(exclude.indptr).max(initial=0))
+        cand = self._popular[: 2 * k + most_excluded]
+        rows = np.repeat(np.arange(n), len(cand))
+        cols = np.tile(cand, n)
+        ok = ~_excluded(rows, cols, exclude)
+        present = idx >= 0
+        listed = sp.csr_matrix(
+            (np.ones(int(present.sum())), idx[present], np.concatenate(([0], np.cumsum(count)))),
+            shape=(n, self.n_items),
+        )
+        ok &= ~_excluded(rows, cols, listed)
+        ok = ok.reshape(n, len(cand))
+        rank = np.cumsum(ok, axis=1)
+        take = ok & (rank <= need[:, None])
+        r, c = np.nonzero(take)
+        target = count[r] + rank[r, c] - 1
+        idx = idx.copy()
+        idx[r, target] = cand[c]
+        fill[r, target] = True
+        return idx, fill
+
+
+# ---------------------------------------------------------------------- fit helpers
+def _cooccurrence(
+    users: np.ndarray, items: np.ndarray, times: np.ndarray, n_users: int, n_items: int, unit: str
+) -> sp.csr_matrix:
+    """``C = AᵀA`` with ``A`` binary over users (or (user, timestamp) baskets) × items."""
+    if unit == "timestamp":
+        _, time_code = np.unique(times, return_inverse=True)
+        _, basket = np.unique(users * (int(time_code.max(initial=0)) + 1) + time_code,
+                              return_inverse=True)
+        rows, n_rows = basket.ravel(), int(basket.max(initial=-1)) + 1
+    else:
+        rows, n_rows = users, n_users
+    hits = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.int32), (rows, items)), shape=(n_rows, n_items)
+    )
+    hits.data[:] = 1  # binary: repeated events of a user on an item count once
+    return (hits.T.tocsr() @ hits).tocsr()
+
+
+def _similarity(
+    cooc: sp.csr_matrix, popularity: np.ndarray, params: SarParams
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Thresholded similarity without its diagonal (CSR, float32) and the diagonal apart."""
+    coo = cooc.tocoo()
+    keep = (coo.data >= params.support_threshold) & (coo.row != coo.col)
+    r, c, v = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
+    diag = popularity.astype(np.float64)
+    strong = diag >= params.support_threshold
+    if params.similarity == "cooccurrence":
+        data, self_sim = v, np.where(strong, diag, 0.0)
+    elif params.similarity == "lift":
+        data = v / (diag[r] * diag[c])
+        self_sim = np.where(strong, 1.0 / np.maximum(diag, 1.0), 0.0)
+    else:  # jaccard
+        data = v / (diag[r] + diag[c] - v)
+        self_sim = strong.astype(np.float64)
+    n = cooc.shape[0]
+    sim = sp.csr_matrix((data.astype(np.float32), (r, c)), shape=(n, n))
+    sim.sort_indices()
+    return sim, self_sim.astype(np.float32)
+
+
+def _keep_top_neighbors(sim: sp.csr_matrix, m: int) -> sp.csr_matrix:
+    """Keep each row's ``m`` largest entries (ties: lower column index)."""
+    n = sim.shape[0]
+    counts = np.diff(sim.indptr)
+    if counts.max(initial=0) <= m:
+        return sim
+    rows = np.repeat(np.arange(n), counts)
+    # Within a row, higher key = better: score bits, then lower column.
+    order = np.lexsort((~_rank_keys(sim.data, sim.indices.astype(np.int64)), rows))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(sim.indptr[:-1], counts)
+    keep = rank < m
+    pruned = sp.csr_matrix((sim.data[keep], (rows[keep], sim.indices[keep])), shape=sim.shape)
+    pruned.sort_indices()
+    return pruned
+
+
+def _affinity(
+    users: np.ndarray,
+    items: np.ndarray,
+    times: np.ndarray,
+    wts: np.ndarray,
+    n_users: int,
+    n_items: int,
+    now: float,
+    params: SarParams,
+) -> sp.csr_matrix:
+    """Sum of ``weight · 2^(−(now − t)/T)`` per (user, item); later-than-now events count 1×."""
+    half_life = params.half_life_days * _SECONDS_PER_DAY
+    decay = np.minimum(1.0, np.exp2(-(now - times) / half_life))
+    aff = sp.csr_matrix((wts * decay, (users, items)), shape=(n_users, n_items))
+    aff.sum_duplicates()
+    aff.sort_indices()
+    return aff
+
+
+# ---------------------------------------------------------------------- scoring helpers
+def _rank_keys(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """uint64 keys ordering by float32 score descending, then column ascending (bigger = better).
+
+    The high 32 bits map the float32 bit pattern to an order-preserving unsigned integer; the low
+    32 bits hold ``0xFFFFFFFF − col``. One integer comparison then ranks exactly, ties included.
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    negative = (bits & np.uint64(0x80000000)) != 0
+    ordered = np.where(negative, ~bits & _LOW32, bits | np.uint64(0x80000000))
+    return (ordered << np.uint64(32)) | (_LOW32 - cols.astype(np.uint64))
+
+
+def _decode_score(high: np.ndarray) -> np.ndarray:
+    """Inverse of the high half of :func:`_rank_keys`."""
+    high = high.astype(np.uint64)
+    positive = (high & np.uint64(0x80000000)) != 0
+    bits = np.where(positive, high & np.uint64(0x7FFFFFFF), ~high & _LOW32)
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def _excluded(rows: np.ndarray, cols: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:
+    """Whether ``(rows[i], cols[i])`` is a stored entry of ``exclude`` (row-local CSR)."""
+    per_row = np.diff(exclude.indptr)
+    widest = int(per_row.max(initial=0))
+    if widest == 0 or len(rows) == 0:
+        return np.zeros(len(rows), dtype=bool)
+    if widest <= _SLOT_LOOP_MAX:
+        # Few exclusions per row (seeds): compare slot by slot, a handful of cheap passes.
+        slots = np.full((exclude.shape[0], widest), -1, dtype=np.int64)
+        r = np.repeat(np.arange(exclude.shape[0]), per_row)
+        slots[r, np.arange(exclude.nnz) - np.repeat(exclude.indptr[:-1], per_row)] = exclude.indices
+        hit = np.zeros(len(rows), dtype=bool)
+        for s in range(widest):
+            hit |= slots[rows, s] == cols
+        return hit
+    n_cols = np.int64(exclude.shape[1])
+    ex_keys = np.repeat(np.arange(exclude.shape[0], dtype=np.int64), per_row) * n_cols
+    ex_keys += exclude.indices
+    return np.isin(rows.astype(np.int64) * n_cols + cols, ex_keys)
+
+
+def _empty_rows(n_rows: int, n_cols: int) -> sp.csr_matrix:
+    return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+
+
+def _blocks(sorted_bound: np.ndarray) -> list[np.ndarray]:
+    """Split positions ``0..n`` (ascending row bounds) into blocks of ≤ ``_BLOCK_CELLS`` cells."""
+    blocks: list[np.ndarray] = []
+    start, n = 0, len(sorted_bound)
+    while start < n:
+        # The widest row of a block is its last one (ascending order); shrink until it fits.
+        stop = min(n, start + _MAX_BLOCK_ROWS)
+        width = max(int(sorted_bound[stop - 1]), 1)
+        stop = min(stop, start + max(1, _BLOCK_CELLS // width))
+        blocks.append(np.arange(start, stop))
+        start = stop
+    return blocks
