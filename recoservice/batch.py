@@ -36,7 +36,6 @@ from recoservice.auth import require_key
 from recoservice.blobio import BlobIOError, BlobLocation
 from recoservice.errors import ApiError
 from recoservice.faults import FaultRule
-from recoservice.models_api import require_model
 from recoservice.operations import operation_url
 
 log = logging.getLogger("recoservice.batch")
@@ -242,7 +241,7 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
         if not blobio.host_allowed(location.host, patterns):
             raise ApiError(400, "BadArgument",
                            f"{name}.baseLocation host '{location.host}' is not allowed.")
-    require_model(request.app.state.state, spec.model_id)  # 404 ModelNotFound
+    _check_build(request.app, spec)
     _prepare(request.app)
     state = request.app.state.state
     batch_id = uuid.uuid4().hex
@@ -263,6 +262,19 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
         {"batchId": batch_id}, status_code=202,
         headers={"Operation-Location": operation_url(request, op_id)},
     )
+
+
+def _check_build(app: Any, spec: JobSpec) -> None:
+    """Refuse a job whose model or build cannot score, before it is queued.
+
+    A 409 here would read as "busy" to clients (they retry), so build states become 400.
+    """
+    try:
+        app.state.scorer.resolve_build(spec.model_id, spec.build_id)
+    except ApiError as exc:
+        if exc.status == 409:
+            raise ApiError(400, exc.code, exc.message) from None
+        raise
 
 
 def _job_url(request: Request, batch_id: str) -> str:
@@ -351,6 +363,8 @@ def _run_job(app: Any, batch_id: str, op_id: str, spec: JobSpec) -> None:
         state.update_operation(op_id, status="Cancelled", message="Batch job cancelled.")
     except (_JobFailed, BlobIOError) as exc:
         state.update_operation(op_id, status="Failed", message=spec.scrub(str(exc)))
+    except ApiError as exc:  # the scorer refused (e.g. build deleted, no user-to-item)
+        state.update_operation(op_id, status="Failed", message=spec.scrub(exc.message))
     except Exception as exc:  # the operation must still end; say what broke, never the token
         log.error("batch job %s crashed: %s", batch_id, spec.scrub(repr(exc)))
         state.update_operation(op_id, status="Failed",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+
 from recoservice.auth import require_key
 from recoservice.errors import ApiError
 

@@ -134,20 +134,22 @@ def test_item_job_writes_the_documented_output_one_result_per_request_in_order(r
 
 
 def test_user_job_echoes_user_ids(reco, container):
-    users = requests.get(f"{reco.base_url}/models/{reco.demo_model_id}/recommend/user",
-                         params={"userId": "u-unknown", "numberOfResults": 1},
-                         headers=reco.headers(), timeout=30)
-    assert users.status_code in (200, 400, 404)
-    doc = {"requests": [{"UserId": "demo-user-1"}, {"UserId": "demo-user-2"}, {}]}
+    # The demo model's usage comes from recoservice.synth: users USR-000000, USR-000001, ...
+    doc = {"requests": [{"UserId": "USR-000001"}, {"UserId": "USR-000002"}, {},
+                        {"UserId": "nobody-at-all"}]}
 
     op = run_job(reco, container, doc, apiName="UserRecommend")
 
     assert op["status"] == "Succeeded", op
     out = json.loads(read_blob(container, "job/output.json"))
     assert [r["request"] for r in out["results"]] == [
-        {"userId": "demo-user-1"}, {"userId": "demo-user-2"}, {"userId": None}]
+        {"userId": "USR-000001"}, {"userId": "USR-000002"}, {"userId": None},
+        {"userId": "nobody-at-all"}]
+    assert out["results"][0]["recommendations"] and out["results"][1]["recommendations"]
+    assert out["results"][3]["recommendations"] == []
     errors = read_blob(container, "job/errors.txt").decode().splitlines()
-    assert "request 2: UserId missing" in errors
+    assert errors[0] == "request 2: UserId missing"
+    assert errors[1].startswith("request 3: ") and len(errors) == 2
 
 
 def test_request_level_problems_go_to_the_error_blob_and_the_job_succeeds(reco, container):
