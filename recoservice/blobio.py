@@ -89,6 +89,8 @@ def parse_location(raw: Any, field: str) -> BlobLocation:
     relative = raw.get("relativeLocation")
     if not isinstance(relative, str) or not relative.strip("/"):
         raise ValueError(f"{field}.relativeLocation is missing")
+    if any(c in relative for c in "?#"):
+        raise ValueError(f"{field}.relativeLocation must not hold '?' or '#'")
     if "/" not in relative.strip("/"):
         raise ValueError(f"{field}.relativeLocation must be <container>/<blob name>")
     token = raw.get("sasBlobToken", "")
