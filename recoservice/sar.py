@@ -222,6 +222,15 @@ class SarModel:
             affinity = _affinity(users, items, times, wts, n_users, n_items, now, params)
         return cls(params, sim, self_sim, popularity, affinity, n_users, now)
 
+    def similarity(self) -> sp.csr_matrix:
+        """The item×item similarity as stored, with its diagonal (for inspection and tests)."""
+        return (self._sim + sp.diags(self._self_sim)).tocsr()
+
+    @property
+    def affinity(self) -> sp.csr_matrix | None:
+        """User×item time-decayed affinity (None when ``enable_u2i`` is off)."""
+        return self._affinity
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
         """Write the model to ``path`` as an uncompressed ``.npz`` (no pickle)."""
@@ -329,7 +338,8 @@ class SarModel:
         k, minimal_score, return_backfill
             As in :meth:`recommend_items`.
         exclude_seen : bool
-            Leave out items the user already has events for (unless ``allow_seed_items``).
+            Leave out items the user already has events for (``allow_seed_items`` overrides:
+            seen items then stay, scored with their self-similarity).
 
         Returns
         -------
@@ -374,6 +384,8 @@ class SarModel:
             return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
         if self.params.allow_seed_items:
             exclude = _empty_rows(n_req, self.n_items)
+        # The diagonal only scores seeds (or seen items): needed only when they may be listed.
+        with_diagonal = exclude.nnz == 0
         # Upper bound of candidates per row: the similarity row lengths of its weights.
         row_nnz = np.diff(self._sim.indptr)
         bound = np.add.reduceat(
@@ -384,17 +396,22 @@ class SarModel:
         for rows in _blocks(bound[order]):
             req = order[rows]
             idx, score, fill = self._score_block(
-                weights[req], exclude[req], k, minimal_score
+                weights[req], exclude[req], k, minimal_score, with_diagonal
             )
             out_idx[req], out_score[req], out_fill[req] = idx, score, fill
         return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
 
     def _score_block(
-        self, weights: sp.csr_matrix, exclude: sp.csr_matrix, k: int, minimal_score: float
+        self,
+        weights: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        k: int,
+        minimal_score: float,
+        with_diagonal: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = weights.shape[0]
         scores = (weights @ self._sim).tocsr()
-        if self.params.allow_seed_items:
+        if with_diagonal:
             scores = (scores + weights @ sp.diags(self._self_sim)).tocsr()
         rows = np.repeat(np.arange(n), np.diff(scores.indptr))
         cols = scores.indices.astype(np.int64)
