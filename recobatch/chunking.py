@@ -1,0 +1,206 @@
+"""Split a request stream into job-sized chunks, and merge chunk outputs back in input order.
+
+Split: each chunk is a complete seed-format input (``{"requests":[...]}``) of at most
+``max_job_bytes`` bytes, requests in input order, with the original index of each request.
+Merge: chunk outputs (in chunk order) become one ``results.json`` written incrementally, and
+the upstream ``request N:`` error lines are renumbered to original indices and interleaved with
+validation rejections into ``errors.txt``, in original index order. Only one chunk is held in
+memory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from recobatch import naming
+from recobatch.errors import OutputInvalidError
+
+HEAD = b'{"requests":['
+TAIL = b"]}"
+OVERHEAD = len(HEAD) + len(TAIL)
+SUCCEEDED = "Succeeded"
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ERROR_LINE = re.compile(r"^request (\d+): ?(.*)$")
+
+
+def encode_request(request: Any) -> bytes:
+    """The compact UTF-8 JSON of one request, as it appears in a chunk."""
+    return _ENCODER.encode(request).encode("utf-8")
+
+
+def max_request_bytes(max_job_bytes: int) -> int:
+    """Largest encoded request that fits in a chunk on its own."""
+    return max_job_bytes - OVERHEAD
+
+
+@dataclass
+class Chunk:
+    """One job's input: its number (from 1), its seed-format body and original indices."""
+
+    number: int
+    body: bytes
+    indices: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return naming.chunk_name(self.number)
+
+
+def split_requests(requests: Iterable[tuple[int, bytes]], max_job_bytes: int) -> Iterator[Chunk]:
+    """Group encoded requests into chunks of at most ``max_job_bytes`` bytes, in order.
+
+    Parameters
+    ----------
+    requests : iterable of (int, bytes)
+        Original index and :func:`encode_request` output, in input order.
+    max_job_bytes : int
+        Size limit of one chunk's body.
+
+    Raises
+    ------
+    ValueError
+        When one request alone does not fit (callers reject those before splitting).
+    """
+    parts: list[bytes] = []
+    indices: list[int] = []
+    size = OVERHEAD
+    number = 0
+    for index, encoded in requests:
+        if len(encoded) > max_request_bytes(max_job_bytes):
+            raise ValueError(f"request {index} alone is larger than a chunk")
+        extra = len(encoded) + (1 if parts else 0)
+        if parts and size + extra > max_job_bytes:
+            number += 1
+            yield Chunk(number, HEAD + b",".join(parts) + TAIL, indices)
+            parts, indices, size = [], [], OVERHEAD
+            extra = len(encoded)
+        parts.append(encoded)
+        indices.append(index)
+        size += extra
+    if parts:
+        yield Chunk(number + 1, HEAD + b",".join(parts) + TAIL, indices)
+
+
+@dataclass
+class ChunkOutput:
+    """What one chunk left behind, for the merge.
+
+    ``output`` is the job's output blob (bytes, JSON ``{"results": [...]}``) and ``error_text``
+    its error blob; both are ignored unless ``status`` is ``Succeeded``.
+    """
+
+    name: str
+    indices: list[int]
+    status: str
+    output: bytes | None = None
+    error_text: str | None = None
+
+
+@dataclass
+class MergeCounts:
+    """How many results and error lines the merge wrote."""
+
+    results: int = 0
+    errors: int = 0
+
+
+def parse_output(output: bytes | None, expected: int, name: str) -> list[Any]:
+    """Return the ``results`` list of a job output, checking its shape and length.
+
+    Raises
+    ------
+    OutputInvalidError
+        Missing, not JSON, not ``{"results": [...]}``, or not one result per request.
+    """
+    if output is None:
+        raise OutputInvalidError(f"{name}: the job wrote no output blob.")
+    try:
+        doc = json.loads(output)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise OutputInvalidError(f"{name}: the job's output blob is not valid JSON.") from None
+    results = doc.get("results") if isinstance(doc, dict) else None
+    if not isinstance(results, list):
+        raise OutputInvalidError(f'{name}: the job\'s output is not {{"results": [...]}}.')
+    if len(results) != expected:
+        raise OutputInvalidError(f"{name}: the job returned {len(results)} results for "
+                                 f"{expected} requests.")
+    return results
+
+
+def translate_errors(chunk: ChunkOutput) -> list[tuple[int, str]]:
+    """The chunk's error lines as ``(original index, message)``, sorted by index.
+
+    Lines not about one request are kept, placed at the chunk's first request. A chunk that
+    did not succeed gives one line per request saying it was not scored.
+    """
+    first = chunk.indices[0] if chunk.indices else 0
+    if chunk.status != SUCCEEDED:
+        return [(i, f"not scored: {chunk.name} ended {chunk.status}") for i in chunk.indices]
+    lines: list[tuple[int, str]] = []
+    for raw in (chunk.error_text or "").splitlines():
+        if not raw.strip():
+            continue
+        match = _ERROR_LINE.match(raw)
+        local = int(match.group(1)) if match else -1
+        if match and 0 <= local < len(chunk.indices):
+            lines.append((chunk.indices[local], match.group(2)))
+        else:
+            lines.append((first, f"{chunk.name}: {raw.strip()}"))
+    lines.sort(key=lambda line: line[0])
+    return lines
+
+
+def merge_outputs(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, str]],
+                  results_out: IO[bytes], errors_out: IO[bytes]) -> MergeCounts:
+    """Write ``results.json`` and ``errors.txt`` from chunk outputs, in original order.
+
+    Parameters
+    ----------
+    chunks : iterable of ChunkOutput
+        In chunk order; loaded lazily by the caller so one is in memory at a time.
+    rejected : iterable of (int, str)
+        Validation rejections ``(index, "request <index>: ...")`` in index order.
+    results_out, errors_out : binary writable
+        Where ``{"results": [{"index": i, "request": ..., "recommendations": ...}]}`` and
+        ``request <i>: <message>`` lines go.
+    """
+    counts = MergeCounts()
+    pending = iter(rejected)
+    next_rejected = next(pending, None)
+
+    def flush_rejected(before: int | None) -> None:
+        nonlocal next_rejected
+        while next_rejected is not None and (before is None or next_rejected[0] < before):
+            errors_out.write(_rejected_line(next_rejected).encode("utf-8"))
+            counts.errors += 1
+            next_rejected = next(pending, None)
+
+    results_out.write(b'{"results":[')
+    for chunk in chunks:
+        if chunk.status == SUCCEEDED:
+            results = parse_output(chunk.output, len(chunk.indices), chunk.name)
+            for index, result in zip(chunk.indices, results, strict=True):
+                record = {"index": index, **result} if isinstance(result, dict) \
+                    else {"index": index, "result": result}
+                results_out.write((b"," if counts.results else b"") + encode_request(record))
+                counts.results += 1
+        for index, message in translate_errors(chunk):
+            flush_rejected(index)
+            errors_out.write(f"request {index}: {message}\n".encode())
+            counts.errors += 1
+    flush_rejected(None)
+    results_out.write(b"]}")
+    return counts
+
+
+def _rejected_line(item: tuple[int, str]) -> str:
+    index, message = item
+    # rejected.jsonl messages already start with "request <index>:"; keep one prefix.
+    if not message.startswith(f"request {index}:"):
+        message = f"request {index}: {message}"
+    return message.rstrip("\n") + "\n"

@@ -1,0 +1,233 @@
+"""The Recommendations API v4.0 batch client: submit, track and cancel batch jobs.
+
+One :class:`requests.Session` per client, with a urllib3 ``Retry`` policy for idempotent calls
+(GET, DELETE: 5xx and connection errors) and a timeout on every call. :func:`raise_for_response`
+is the one place an HTTP answer becomes a typed error:
+
+======================  ==========================================================
+401, 403                ``UpstreamRejected`` (the key is wrong or lacks access)
+400, 404, other 4xx     ``UpstreamRejected``
+409, 429                ``BusyError`` (``retry_after`` from ``Retry-After``)
+5xx                     ``TransientError`` (code ``UpstreamUnavailable``)
+timeout, no connection  ``TransientError``
+======================  ==========================================================
+
+Messages never hold the subscription key or a SAS token.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from recobatch.errors import (
+    BusyError,
+    TransientError,
+    UpstreamError,
+    UpstreamRejected,
+)
+from recobatch.storage import BlobLocation
+
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+_SAS_SIG = re.compile(r"\b(sig|se|st|sv|sp|sr|spr|skoid|sktid|skt|ske|sks|skv)=[^&\s\"']+",
+                      re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An accepted batch job: its operation id (to track) and batch id."""
+
+    operation_id: str
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The state of an operation (``GET /operations/{id}``)."""
+
+    status: str
+    percent_complete: int
+    message: str
+    result: Any = None
+
+
+class RecoClient:
+    """A client of one Recommendations endpoint with one subscription key.
+
+    Parameters
+    ----------
+    endpoint : str
+        Base URL ending with ``/recommendations/v4.0``.
+    key : str
+        Subscription key (sent as a header, never shown).
+    timeout : tuple of float
+        (connect, read) timeout of every call, in seconds.
+    retries : int
+        Retries of idempotent calls on 5xx and connection errors.
+    """
+
+    def __init__(self, endpoint: str, key: str, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 retries: int = 3, backoff: float = 0.5) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._key = key
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers[KEY_HEADER] = key
+        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+                      backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
+                      allowed_methods=frozenset({"GET", "DELETE"}), raise_on_status=False,
+                      respect_retry_after_header=False)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"RecoClient({self.endpoint!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, operation_id: str | None = None,
+              **kwargs: Any) -> requests.Response:
+        url = f"{self.endpoint}{path}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise TransientError(f"the Recommendations service did not answer {method} {path} "
+                                 f"within {self.timeout[1]:g} s.",
+                                 operation_id=operation_id) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"cannot reach the Recommendations service ({method} {path}): "
+                                 f"{type(exc).__name__}.", operation_id=operation_id) from None
+        raise_for_response(resp, operation_id=operation_id, secrets=(self._key,))
+        return resp
+
+    def submit_batch(self, input: BlobLocation, output: BlobLocation, error: BlobLocation,
+                     job: dict[str, Any]) -> Submission:
+        """``POST /batchjobs``; raises ``BusyError`` when another job of the key runs."""
+        body = {"input": input.to_dict(), "output": output.to_dict(), "error": error.to_dict(),
+                "job": job}
+        resp = self._call("POST", "/batchjobs", json=body)
+        location = resp.headers.get("Operation-Location", "")
+        operation_id = location.rstrip("/").rsplit("/", 1)[-1]
+        if not operation_id:
+            raise TransientError("the Recommendations service accepted the job without an "
+                                 "Operation-Location header.", status=resp.status_code)
+        try:
+            batch_id = str(resp.json().get("batchId", ""))
+        except ValueError:
+            batch_id = ""
+        return Submission(operation_id=operation_id, batch_id=batch_id)
+
+    def get_operation(self, operation_id: str) -> Operation:
+        """``GET /operations/{id}``."""
+        resp = self._call("GET", f"/operations/{operation_id}", operation_id=operation_id)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise TransientError("the Recommendations service answered an operation status "
+                                 "that is not JSON.", status=resp.status_code,
+                                 operation_id=operation_id) from None
+        return Operation(status=str(body.get("status", "")),
+                         percent_complete=int(body.get("percentComplete") or 0),
+                         message=redact(str(body.get("message") or ""), (self._key,)),
+                         result=body.get("result"))
+
+    def cancel_operation(self, operation_id: str) -> bool:
+        """``DELETE /operations/{id}``; ``False`` when the operation had already ended (409)."""
+        try:
+            self._call("DELETE", f"/operations/{operation_id}", operation_id=operation_id)
+        except BusyError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+
+def raise_for_response(resp: requests.Response, operation_id: str | None = None,
+                       secrets: tuple[str, ...] = ()) -> None:
+    """Raise the typed error an HTTP answer means; return for 2xx/3xx.
+
+    Parameters
+    ----------
+    resp : requests.Response
+    operation_id : str, optional
+        Attached to the error.
+    secrets : tuple of str
+        Strings to remove from the service's message (the key).
+    """
+    status = resp.status_code
+    if status < 400:
+        return
+    error_code, text = _error_body(resp)
+    text = redact(text, secrets)
+    where = f"{resp.request.method} {_path(resp)}" if resp.request is not None else "the call"
+    detail = f" ({error_code}: {text})" if text else (f" ({error_code})" if error_code else "")
+    info: dict[str, Any] = {"status": status, "error_code": error_code,
+                            "operation_id": operation_id}
+    if status in (401, 403):
+        raise UpstreamRejected(f"the Recommendations service refused the subscription key "
+                               f"({status}) for {where}{detail}.", **info)
+    if status in (409, 429):
+        raise BusyError(f"the Recommendations service is busy ({status}) for {where}{detail}.",
+                        retry_after=retry_after_seconds(resp.headers.get("Retry-After")), **info)
+    if status >= 500:
+        raise TransientError(f"the Recommendations service failed ({status}) for "
+                             f"{where}{detail}.", **info)
+    raise UpstreamRejected(f"the Recommendations service rejected {where} ({status})"
+                           f"{detail}.", **info)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or HTTP date); ``None`` if absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove SAS query parameters and the given secrets from a message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SAS_SIG.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+def _error_body(resp: requests.Response) -> tuple[str | None, str]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, ""
+    code = error.get("code")
+    return (str(code) if code else None), str(error.get("message") or "")[:500]
+
+
+def _path(resp: requests.Response) -> str:
+    url = str(resp.request.url or "") if resp.request is not None else ""
+    path = url.split("?", 1)[0]
+    marker = "/recommendations/v4.0"
+    return path.split(marker, 1)[1] if marker in path else path
+
+
+__all__ = ["RecoClient", "Submission", "Operation", "raise_for_response", "UpstreamError"]

@@ -1,0 +1,298 @@
+"""Blob storage: the shared client, containers, SAS locations for batch jobs, big-blob streams.
+
+The :class:`~azure.storage.blob.BlobServiceClient` is created lazily once per process from the
+settings: a connection string (``UseDevelopmentStorage=true`` for Azurite, or one with an
+account key) or ``AzureWebJobsStorage__blobServiceUri`` with ``DefaultAzureCredential``.
+
+SAS for batch jobs (:func:`sas_location`): one blob per token, least permission (read for the
+input; create+write for output and error blobs), starting 5 minutes in the past (clock skew).
+The job reads its input when it starts but writes its output when it ends, which may be up to
+``JOB_TIMEOUT_MINUTES`` after the submit; so a token lives ``JOB_TIMEOUT_MINUTES`` plus a
+15-minute margin (:func:`sas_expiry`) and is made afresh at every submit, never stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+from urllib.parse import quote
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobClient,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    generate_blob_sas,
+)
+
+from recobatch.errors import StorageError
+from recobatch.settings import Settings, get_settings
+
+SAS_CLOCK_SKEW = timedelta(minutes=5)
+SAS_MARGIN = timedelta(minutes=15)
+BLOCK_SIZE = 4 * 1024 * 1024
+# Keep azure-core from retrying for minutes against a dead endpoint; activities are retried by
+# the orchestrator instead.
+_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120,
+                                   "retry_total": 3}
+
+_lock = threading.Lock()
+_clients: dict[tuple[str | None, str | None], BlobServiceClient] = {}
+
+
+def service_client(settings: Settings | None = None) -> BlobServiceClient:
+    """The process-wide :class:`BlobServiceClient` for these settings (created once)."""
+    settings = settings or get_settings()
+    key = (settings.storage_connection_string, settings.storage_blob_service_uri)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _make_client(settings)
+            _clients[key] = client
+        return client
+
+
+def _make_client(settings: Settings) -> BlobServiceClient:
+    if settings.storage_connection_string:
+        try:
+            return BlobServiceClient.from_connection_string(
+                settings.storage_connection_string, **_CLIENT_OPTIONS)
+        except ValueError:
+            # The SDK's message may quote the connection string (and its key): never show it.
+            raise StorageError("the AzureWebJobsStorage connection string is malformed.") from None
+    from azure.identity import DefaultAzureCredential
+
+    return BlobServiceClient(str(settings.storage_blob_service_uri),
+                             credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
+
+
+def ensure_container(client: BlobServiceClient, name: str) -> ContainerClient:
+    """Return the container, creating it when missing."""
+    container = client.get_container_client(name)
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise StorageError(f"cannot create container {name}: {_short(exc)}") from None
+    return container
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    """A v4 blob location: URL = ``base_location + relative_location + sas_token``.
+
+    ``sas_token`` is a secret: it is left out of ``repr`` and never logged or returned.
+    """
+
+    base_location: str
+    relative_location: str
+    sas_token: str
+
+    def __repr__(self) -> str:
+        return f"BlobLocation({self.base_location + self.relative_location!r}, sas_token=***)"
+
+    def to_dict(self) -> dict[str, str]:
+        """The v4 submit body's location object (holds the token: send, never store)."""
+        return {"authenticationType": "PublicOrSas", "baseLocation": self.base_location,
+                "relativeLocation": self.relative_location, "sasBlobToken": self.sas_token}
+
+
+def sas_expiry(job_timeout_minutes: float, now: datetime | None = None) -> datetime:
+    """Expiry of a job's SAS tokens: the job timeout plus a margin, from ``now``."""
+    now = now or datetime.now(UTC)
+    return now + timedelta(minutes=job_timeout_minutes) + SAS_MARGIN
+
+
+def sas_location(blob: BlobClient, permission: str, expiry: datetime,
+                 service: BlobServiceClient | None = None) -> BlobLocation:
+    """A SAS location for one blob, valid until ``expiry``.
+
+    Parameters
+    ----------
+    blob : BlobClient
+        The blob the job reads or writes.
+    permission : str
+        ``"r"`` for an input, ``"cw"`` for an output or error blob.
+    expiry : datetime
+        When the token stops working (see :func:`sas_expiry`).
+    service : BlobServiceClient, optional
+        Needed for a user-delegation SAS (identity-based connection).
+    """
+    start = datetime.now(UTC) - SAS_CLOCK_SKEW
+    perms = BlobSasPermissions.from_string(permission)
+    credential = blob.credential
+    account_key = getattr(credential, "account_key", None)
+    try:
+        if account_key:
+            token = generate_blob_sas(blob.account_name, blob.container_name, blob.blob_name,
+                                      account_key=account_key, permission=perms, expiry=expiry,
+                                      start=start, protocol=_protocol(blob.url))
+        else:
+            if service is None:
+                raise StorageError("a user-delegation SAS needs the blob service client.")
+            delegation = service.get_user_delegation_key(start, expiry)
+            token = generate_blob_sas(blob.account_name, blob.container_name, blob.blob_name,
+                                      user_delegation_key=delegation, permission=perms,
+                                      expiry=expiry, start=start, protocol=_protocol(blob.url))
+    except AzureError as exc:
+        raise StorageError(f"cannot create a SAS for {blob.blob_name}: {_short(exc)}") from None
+    base = blob.url[: blob.url.index(f"/{blob.container_name}/")] + "/"
+    relative = f"{blob.container_name}/{quote(blob.blob_name, safe='/')}"
+    return BlobLocation(base_location=base, relative_location=relative, sas_token="?" + token)
+
+
+def _protocol(url: str) -> str:
+    # Azurite speaks plain http; a real account gets https-only tokens.
+    return "https" if url.startswith("https:") else "https,http"
+
+
+class BlobReader(io.RawIOBase):
+    """A read-only binary stream over a blob, downloaded in chunks (never whole).
+
+    Parameters
+    ----------
+    blob : BlobClient
+    etag : str, optional
+        Read exactly this version (``If-Match``); a changed blob fails the read.
+    """
+
+    def __init__(self, blob: BlobClient, etag: str | None = None) -> None:
+        super().__init__()
+        kwargs: dict[str, Any] = {"max_concurrency": 1}
+        if etag:
+            from azure.core import MatchConditions
+
+            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+        try:
+            self._download = blob.download_blob(**kwargs)
+        except ResourceNotFoundError:
+            raise StorageError(f"blob {blob.blob_name} does not exist.") from None
+        except AzureError as exc:
+            raise StorageError(f"cannot read blob {blob.blob_name}: {_short(exc)}") from None
+        self.name = blob.blob_name
+        self.size = int(self._download.properties.size)
+        self.etag = str(self._download.properties.etag).strip('"')
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._download.read(len(view))
+        except AzureError as exc:
+            raise StorageError(f"cannot read blob {self.name}: {_short(exc)}") from None
+        view[: len(data)] = data
+        return len(data)
+
+
+def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
+    """A buffered binary reader over a blob (``read``, ``readline``); see :class:`BlobReader`."""
+    return io.BufferedReader(BlobReader(blob, etag), buffer_size=BLOCK_SIZE)
+
+
+class BlobWriter(io.RawIOBase):
+    """A write-only stream that uploads a block blob in 4 MiB blocks, computing size and MD5.
+
+    The blob appears (replacing any old one) only at :meth:`close`, when the block list is
+    committed; memory holds at most one block.
+    """
+
+    def __init__(self, blob: BlobClient, content_type: str = "application/octet-stream") -> None:
+        super().__init__()
+        self._blob = blob
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._blocks: list[str] = []
+        self._md5 = hashlib.md5()  # noqa: S324 - content checksum, not security
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._buffer += chunk
+        self._md5.update(chunk)
+        self.size += len(chunk)
+        if len(self._buffer) >= BLOCK_SIZE:
+            self._stage()
+        return len(chunk)
+
+    def _stage(self) -> None:
+        block_id = base64.b64encode(uuid.uuid4().hex.encode()).decode()
+        try:
+            self._blob.stage_block(block_id, bytes(self._buffer))
+        except AzureError as exc:
+            raise StorageError(f"cannot write blob {self._blob.blob_name}: "
+                               f"{_short(exc)}") from None
+        self._blocks.append(block_id)
+        self._buffer.clear()
+
+    @property
+    def md5_base64(self) -> str:
+        """Base64 MD5 of everything written (the form Azure shows as Content-MD5)."""
+        return base64.b64encode(self._md5.digest()).decode()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._buffer or not self._blocks:
+            self._stage()
+        try:
+            self._blob.commit_block_list(
+                self._blocks, content_settings=ContentSettings(
+                    content_type=self._content_type, content_md5=self._md5.digest()))
+        except AzureError as exc:
+            raise StorageError(f"cannot write blob {self._blob.blob_name}: "
+                               f"{_short(exc)}") from None
+        super().close()
+
+
+def upload_bytes(blob: BlobClient, data: bytes, content_type: str) -> None:
+    """Upload (overwrite) a small blob."""
+    try:
+        blob.upload_blob(data, overwrite=True,
+                         content_settings=ContentSettings(content_type=content_type))
+    except AzureError as exc:
+        raise StorageError(f"cannot write blob {blob.blob_name}: {_short(exc)}") from None
+
+
+def download_bytes(blob: BlobClient) -> bytes | None:
+    """The whole content of a small blob, or ``None`` when it does not exist."""
+    try:
+        return bytes(blob.download_blob().readall())
+    except ResourceNotFoundError:
+        return None
+    except AzureError as exc:
+        raise StorageError(f"cannot read blob {blob.blob_name}: {_short(exc)}") from None
+
+
+def exists(blob: BlobClient) -> bool:
+    """True when the blob exists."""
+    try:
+        return bool(blob.exists())
+    except AzureError as exc:
+        raise StorageError(f"cannot check blob {blob.blob_name}: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    # azure-core messages span many lines (headers, XML); the first says what failed. Request
+    # URLs may carry a SAS, so any query string is cut.
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first.split("?", 1)[0][:200]
+
+
+def stream_lines(stream: IO[bytes]) -> Any:
+    """Iterate over the lines of a binary stream, decoded as UTF-8."""
+    for line in stream:
+        yield line.decode("utf-8")
