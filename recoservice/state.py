@@ -196,6 +196,17 @@ class State:
             row = conn.execute("SELECT status FROM operations WHERE id = ?", (op_id,)).fetchone()
         return row is not None and row["status"] == "Cancelling"
 
+    # -- models ------------------------------------------------------------------------------
+
+    def get_model(self, model_id: str) -> dict | None:
+        """The model as ``GET /models/{id}`` shows it, or ``None`` when unknown."""
+        with self.db() as conn:
+            row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": row["id"], "name": row["name"], "description": row["description"],
+                "createdDateTime": row["created"], "activeBuildId": row["active_build_id"]}
+
     # -- builds --------------------------------------------------------------------------------
 
     def next_build_id(self, conn: sqlite3.Connection) -> int:

@@ -1,0 +1,59 @@
+"""Command line: ``python -m recoservice serve --host H --port P --state-dir D --key K ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from recoservice.config import DEFAULT_ALLOWED_BLOB_HOSTS, Config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recoservice")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--state-dir", type=Path, required=True,
+                       help="folder for the database and built models (kept across restarts)")
+    serve.add_argument("--key", action="append", required=True, dest="keys",
+                       help="a valid subscription key (repeatable)")
+    serve.add_argument("--demo", action="store_true",
+                       help="ensure the 'demo' model exists, built, before serving")
+    serve.add_argument("--faults", type=Path, default=None,
+                       help="JSON fault rules to load at start (see recoservice.faults)")
+    serve.add_argument("--allow-blob-host", action="append", dest="blob_hosts", default=None,
+                       metavar="PATTERN",
+                       help="host pattern batch jobs may use (repeatable; default: "
+                            f"{', '.join(DEFAULT_ALLOWED_BLOB_HOSTS)})")
+    serve.add_argument("--max-catalog-mb", type=float, default=200.0)
+    serve.add_argument("--max-usage-mb", type=float, default=500.0)
+    serve.add_argument("--log-level", default="info")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Config(
+        state_dir=args.state_dir, keys=list(args.keys),
+        allowed_blob_hosts=list(args.blob_hosts or DEFAULT_ALLOWED_BLOB_HOSTS),
+        faults_file=args.faults, demo=args.demo,
+        max_catalog_bytes=int(args.max_catalog_mb * 1024 * 1024),
+        max_usage_bytes=int(args.max_usage_mb * 1024 * 1024),
+    )
+    import uvicorn
+
+    from recoservice.app import create_app
+
+    app = create_app(config)
+    # access_log off: request lines carry query strings, and uvicorn's own log is enough.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Scoring for the recommend routes and batch jobs: item ids in, recommendation dicts out.
+
+``Scorer`` keeps loaded builds (``SarModel`` plus the id ↔ index maps and catalog names) in a
+small cache keyed by ``(model_id, build_id)`` and scores all requests of a call in ONE
+vectorised ``SarModel`` call; only the output dicts are built per request.
+
+Reasoning strings (as the v4 service wrote them):
+
+- one known seed: ``People who like '<seed name>' also like '<item name>'``;
+- several known seeds: ``People who like the selected items also like '<item name>'``;
+- user-to-item: ``People who like the items you used also like '<item name>'``;
+- popular items added by backfilling: ``'<item name>' is popular``.
+
+Unknown seeds are ignored. A request none of whose seeds is in the catalog (or an unknown
+user) gets no recommendations and an ``error`` sentence; batch jobs write it to the error blob.
+
+Errors (``ApiError``): unknown model 404 ``ModelNotFound``; no active build 409
+``NoActiveBuild``; unknown build 404 ``BuildNotFound``; build not Succeeded 409
+``BuildNotReady``; user recommendations on a build with ``enableU2I`` false 400.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recoservice.errors import ApiError
+from recoservice.sar import SarModel
+from recoservice.state import State
+
+CACHE_SIZE = 8
+
+
+@dataclass
+class ScoredRequest:
+    """The recommendations of one request, or why there are none."""
+
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class LoadedBuild:
+    """A build ready to score: the model, its item/user ids and catalog fields by index."""
+
+    model: SarModel
+    item_ids: list[str]
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    names: list[str]
+    metadata: list[str]
+
+
+def load_ids(path) -> tuple[list[str], list[str]]:
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["item_ids"].tolist(), npz["user_ids"].tolist()
+
+
+def save_ids(path, item_ids: Sequence[str], user_ids: Sequence[str]) -> None:
+    with open(path, "wb") as fh:  # a file object keeps numpy from renaming the file
+        np.savez(fh, item_ids=np.asarray(item_ids, dtype=str),
+                 user_ids=np.asarray(user_ids, dtype=str))
+
+
+class Scorer:
+    """Recommendations from built models, for routes and batch jobs (thread-safe)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._cache: OrderedDict[tuple[str, int], LoadedBuild] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- builds --------------------------------------------------------------------------------
+
+    def resolve_build(self, model_id: str, build_id: int | None) -> int:
+        """The build to score with: ``build_id`` or the model's active build (see errors)."""
+        with self.state.db() as conn:
+            model = conn.execute("SELECT active_build_id FROM models WHERE id = ?",
+                                 (model_id,)).fetchone()
+            if model is None:
+                raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
+            if build_id is None:
+                build_id = model["active_build_id"]
+                if build_id is None:
+                    raise ApiError(409, "NoActiveBuild",
+                                   f"Model '{model_id}' has no active build; build it first "
+                                   "(POST /models/{id}/builds) or name a buildId.")
+            build = conn.execute("SELECT status FROM builds WHERE id = ? AND model_id = ?",
+                                 (build_id, model_id)).fetchone()
+        if build is None:
+            raise ApiError(404, "BuildNotFound",
+                           f"Model '{model_id}' has no build {build_id}.")
+        if build["status"] != "Succeeded":
+            raise ApiError(409, "BuildNotReady",
+                           f"Build {build_id} is {build['status']}; only a Succeeded build "
+                           "can score.")
+        return int(build_id)
+
+    def load(self, model_id: str, build_id: int | None) -> LoadedBuild:
+        """The loaded build (cached; at most ``CACHE_SIZE`` builds stay in memory)."""
+        build_id = self.resolve_build(model_id, build_id)
+        key = (model_id, build_id)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            loaded = self._read(model_id, build_id)
+            self._cache[key] = loaded
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return loaded
+
+    def _read(self, model_id: str, build_id: int) -> LoadedBuild:
+        model = SarModel.load(self.state.build_path(model_id, build_id))
+        item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
+        with self.state.db() as conn:
+            rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(
+                "SELECT item_id, name, metadata FROM catalog_items WHERE model_id = ?",
+                (model_id,))}
+        names = [rows.get(i, (i, ""))[0] for i in item_ids]
+        metadata = [rows.get(i, (i, ""))[1] for i in item_ids]
+        return LoadedBuild(model, item_ids, {i: n for n, i in enumerate(item_ids)},
+                           {u: n for n, u in enumerate(user_ids)}, names, metadata)
+
+    def forget(self, model_id: str) -> None:
+        """Drop cached builds of a model (its catalog changed or it was deleted)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == model_id]:
+                del self._cache[key]
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def recommend_items(self, model_id: str, build_id: int | None,
+                        seed_lists: Sequence[Sequence[str]], k: int,
+                        include_metadata: bool = False,
+                        minimal_score: float = 0.0) -> list[ScoredRequest]:
+        """Item-to-item recommendations for every seed list, in order."""
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        indptr, indices = [0], []
+        for seeds in seed_lists:
+            # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
+            indices.extend(built.item_index[s] for s in dict.fromkeys(seeds)
+                           if s in built.item_index)
+            indptr.append(len(indices))
+        idx, score, fill = built.model.recommend_items(
+            np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
+            minimal_score=minimal_score, return_backfill=True)
+        out = []
+        for r in range(len(seed_lists)):
+            known = indices[indptr[r]:indptr[r + 1]]
+            if not known:
+                out.append(ScoredRequest(error="none of the seed items are in the catalog"))
+                continue
+            because = (f"People who like '{built.names[known[0]]}' also like"
+                       if len(known) == 1 else "People who like the selected items also like")
+            out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
+                                           include_metadata)))
+        return out
+
+    def recommend_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
+                        k: int, include_metadata: bool = False,
+                        minimal_score: float = 0.0) -> list[ScoredRequest]:
+        """User-to-item recommendations for every user id, in order."""
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        users = np.asarray([built.user_index.get(u, -1) for u in user_ids], dtype=np.int64)
+        try:
+            idx, score, fill = built.model.recommend_users(
+                users, k, minimal_score=minimal_score, return_backfill=True)
+        except ValueError as exc:
+            raise ApiError(400, "BadArgument",
+                           f"This build cannot recommend for users: {exc}.") from exc
+        because = "People who like the items you used also like"
+        out = []
+        for r, user in enumerate(users.tolist()):
+            if user < 0:
+                out.append(ScoredRequest(error=f"user '{user_ids[r]}' is not in the usage data"))
+                continue
+            out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
+                                           include_metadata)))
+        return out
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise ApiError(400, "BadArgument", "numberOfResults must be an integer from 1 to 100.")
+
+
+def _recs(built: LoadedBuild, idx: np.ndarray, score: np.ndarray, fill: np.ndarray,
+          because: str, include_metadata: bool) -> list[dict[str, Any]]:
+    recs = []
+    for item, rating, backfilled in zip(idx.tolist(), score.tolist(), fill.tolist(),
+                                        strict=True):
+        if item < 0:
+            break
+        name = built.names[item]
+        reason = f"'{name}' is popular" if backfilled else f"{because} '{name}'"
+        recs.append({"itemId": built.item_ids[item], "name": name,
+                     "metadata": built.metadata[item] if include_metadata else "",
+                     "rating": round(float(rating), 6), "reasoning": [reason]})
+    return recs
