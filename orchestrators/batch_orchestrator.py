@@ -52,7 +52,7 @@ def _fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
                       "pollMax": settings["pollMaxSeconds"],
                       "timeoutMinutes": settings["timeoutMinutes"]}
     queue = [chunk["name"] for chunk in prep["chunks"]]
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
+    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
     running: dict[Any, str] = {}  # task -> chunk name
     cancelled = False
     while queue or running:
@@ -140,7 +140,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
             "output": progress.output}
 
 
-@bp.orchestration_trigger(context_name="context")
+@bp.orchestration_trigger(context_name="context", input_type=dict)
 def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     """Run one requests file end to end (see the module docstring)."""
     args = context.get_input()

@@ -57,7 +57,7 @@ class _Chunk:
         self.started = context.current_utc_datetime
         self.deadline = after(self.started, float(settings["timeoutMinutes"]) * 60)
         # One wait task for the whole run: re-yielded in every race, scheduled once.
-        self.cancel = context.wait_for_external_event(CANCEL_EVENT)
+        self.cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
         self.operation_id: str | None = None
 
     def result(self, status: str, message: str = "", *, code: str | None = None,
@@ -174,7 +174,7 @@ def _verify(run: _Chunk) -> Gen:
                       code=errors.OUTPUT_INVALID)
 
 
-@bp.orchestration_trigger(context_name="context")
+@bp.orchestration_trigger(context_name="context", input_type=dict)
 def chunk_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     """Run one chunk's batch job: submit, poll, verify (see the module docstring)."""
     run = _Chunk(context, context.get_input())

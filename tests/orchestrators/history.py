@@ -20,6 +20,7 @@ from enum import IntEnum
 from typing import Any
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+OUT_OF_PROC_LABEL = "$OutOfProcData$:"
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -140,7 +141,16 @@ class OrchestrationRun:
         context = {"history": self.history, "instanceId": self.instance_id,
                    "parentInstanceId": self.parent_instance_id, "isReplaying": False,
                    "input": json.dumps(self.input), "upperSchemaVersion": 1}
-        self.state = json.loads(self.handle(json.dumps(context)))
+        try:
+            raw = self.handle(json.dumps(context))
+        except Exception as exc:
+            # An orchestrator that raised: the SDK puts its state after this label (the host
+            # records the actions and marks the instance Failed).
+            text, label, state = str(exc).partition(OUT_OF_PROC_LABEL)
+            if not label:
+                raise
+            raw = state
+        self.state = json.loads(raw)
         self.episodes += 1
         flat = flatten(self.state.get("actions", []))
         self.new_actions = flat[len(self.actions):]

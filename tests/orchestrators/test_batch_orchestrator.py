@@ -1,0 +1,223 @@
+"""Replay tests of batch_orchestrator: the real generator driven through the Durable SDK."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from history import FAIL, drive
+from scenarios import MERGED, RUN_ID, batch_responder, chunk_done, prepared
+
+CHUNK_IDS = [f"{RUN_ID}:chunk-{n:05d}" for n in range(1, 6)]
+
+
+def marker_of(run) -> dict:
+    """The input of the (last) write_marker action."""
+    action = [a for a in run.actions if a.get("functionName") == "write_marker"][-1]
+    return json.loads(action["input"])
+
+
+def test_first_action_is_prepare_with_names_only(batch_run):
+    run = batch_run()
+
+    run.episode()
+
+    assert run.names() == ["prepare_batch"]
+    assert run.only(name="prepare_batch").input == {
+        "instanceId": RUN_ID, "container": "batch-input", "name": "daily/requests.json"}
+    assert run.custom_status["phase"] == "preparing"
+
+
+@pytest.mark.parametrize("code", ["InvalidInput", "InputTooLarge"])
+def test_refused_input_writes_failed_marker_and_contacts_no_upstream(batch_run, code):
+    run = batch_run()
+
+    def respond(item, _run):
+        if item.name == "prepare_batch":
+            return (FAIL, f"Activity function 'prepare_batch' failed: {code}: line 3 is bad.")
+        return {"name": "daily/requests/_FAILED"}
+
+    drive(run, respond)
+
+    assert run.names() == ["prepare_batch", "write_marker"]
+    payload = marker_of(run)
+    assert payload["kind"] == "failed" and payload["inputName"] == "daily/requests.json"
+    assert payload["marker"]["code"] == code
+    assert payload["marker"]["message"] == "line 3 is bad."
+    assert run.output["status"] == "Failed" and run.output["code"] == code
+    assert run.state.get("error") is None  # a refused input is a finished run, not a crash
+
+
+def test_fan_out_keeps_at_most_max_concurrent_jobs_in_flight(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+
+    run.episode()
+    first_window = [item.instance_id for item in run.waiting("suborchestration")]
+    run.complete(run.waiting("suborchestration")[0], chunk_done(run.waiting()[0]))
+    run.episode()
+    second_window = [item.instance_id for item in run.waiting("suborchestration")]
+
+    assert first_window == CHUNK_IDS[:2]
+    assert second_window == CHUNK_IDS[1:3]
+    assert run.names().count("chunk_orchestrator") == 3
+
+
+def test_window_of_three_starts_three_chunks_with_their_settings(batch_run):
+    run = batch_run(maxConcurrentJobs=3, pollInitialSeconds=2, pollMaxSeconds=30)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+
+    run.episode()
+
+    started = run.waiting("suborchestration")
+    assert [item.instance_id for item in started] == CHUNK_IDS[:3]
+    assert started[0].input == {
+        "instanceId": RUN_ID, "chunk": "chunk-00001", "job": prepared(1)["job"],
+        "settings": {"pollInitial": 2, "pollMax": 30, "timeoutMinutes": 30}}
+
+
+def test_custom_status_shows_progress_and_running_chunk_ids(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+    run.episode()
+    run.complete(run.waiting("suborchestration")[0], chunk_done(run.waiting()[0]))
+
+    run.episode()
+
+    assert run.custom_status == {
+        "phase": "running", "requests": 50,
+        "chunks": {"total": 5, "running": 2, "succeeded": 1, "failed": 0},
+        "runningChunks": CHUNK_IDS[1:3], "output": "batch-output/daily/requests/"}
+
+
+def test_merge_comes_after_all_chunks_and_the_success_marker_last(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+
+    drive(run, batch_responder(5))
+
+    names = run.names()
+    assert names[-2:] == ["merge_results", "write_marker"]
+    assert names.count("chunk_orchestrator") == 5
+    merge = json.loads(run.actions[-2]["input"])
+    assert merge == {"instanceId": RUN_ID, "inputName": "daily/requests.json",
+                     "chunks": [{"name": f"chunk-{n:05d}", "status": "Succeeded"}
+                                for n in range(1, 6)]}
+    payload = marker_of(run)
+    assert payload["kind"] == "success"
+    assert payload["marker"]["counts"] == MERGED["counts"]
+    assert run.output["status"] == "Succeeded"
+    assert run.custom_status["phase"] == "completed"
+
+
+def test_failed_chunk_gives_failed_marker_listing_the_chunk_and_its_message(batch_run):
+    run = batch_run(maxConcurrentJobs=1)
+    bad = {"chunk-00002": ("Failed", "UpstreamJobFailed", "the model has no active build")}
+
+    drive(run, batch_responder(3, bad))
+
+    payload = marker_of(run)
+    assert run.names()[-2:] == ["merge_results", "write_marker"]
+    assert payload["kind"] == "failed"
+    assert payload["marker"]["code"] == "UpstreamJobFailed"
+    assert payload["marker"]["failedChunks"] == [{
+        "chunk": "chunk-00002", "status": "Failed", "code": "UpstreamJobFailed",
+        "operationId": "op-chunk-00002", "message": "the model has no active build"}]
+    assert run.output["status"] == "Failed" and run.output["chunks"]["failed"] == 1
+
+
+def test_timed_out_chunk_gives_job_timed_out(batch_run):
+    run = batch_run()
+
+    drive(run, batch_responder(2, {"chunk-00001": ("TimedOut", "JobTimedOut", "too slow")}))
+
+    assert marker_of(run)["marker"]["code"] == "JobTimedOut"
+
+
+def test_cancel_event_stops_new_chunks_and_writes_cancelled_marker(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+    run.episode()
+
+    run.raise_event("cancel")
+    run.episode()  # the run now waits for its two running chunks only
+    started_after_cancel = run.names().count("chunk_orchestrator")
+    phase = run.custom_status["phase"]
+    for item in run.waiting("suborchestration"):
+        run.complete(item, chunk_done(item, "Cancelled", "Cancelled", "the run was cancelled."))
+    drive_rest = batch_responder(5)
+    run.episode()
+    while not run.done:
+        for item in run.waiting():
+            run.complete(item, drive_rest(item, run))
+        run.episode()
+
+    assert started_after_cancel == 2 and phase == "cancelling"
+    merge = json.loads([a for a in run.actions if a.get("functionName") == "merge_results"][0]
+                       ["input"])
+    assert [c["status"] for c in merge["chunks"]] == ["Cancelled"] * 5
+    payload = marker_of(run)
+    assert payload["kind"] == "failed" and payload["marker"]["code"] == "Cancelled"
+    assert [c["chunk"] for c in payload["marker"]["failedChunks"]] == [
+        f"chunk-{n:05d}" for n in range(1, 6)]
+
+
+def test_crashed_chunk_sub_orchestration_counts_as_failed_with_its_code(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "chunk_orchestrator" and item.input["chunk"] == "chunk-00001":
+            return (FAIL, "StorageError: the work container is gone.")
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert marker_of(run)["marker"]["failedChunks"][0]["code"] == "StorageError"
+    assert run.output["status"] == "Failed"
+
+
+def test_unexpected_failure_still_writes_failed_marker_then_fails(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return (FAIL, "Activity function 'merge_results' failed: StorageError: "
+                          "could not write results.json.\nTraceback ...")
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names()[-2:] == ["merge_results", "write_marker"]
+    payload = marker_of(run)
+    assert payload["marker"]["code"] == "StorageError"
+    assert payload["marker"]["message"] == "could not write results.json."
+    assert "StorageError" in run.state["error"]
+    assert run.custom_status["phase"] == "failed"
+
+
+def test_chunks_finishing_out_of_order_each_start_once_in_order(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+    respond = batch_responder(5)
+    run.episode()
+
+    while not run.done:  # one completion per episode, always the newest chunk first
+        item = run.waiting()[-1]
+        run.complete(item, respond(item, run))
+        run.episode()
+
+    ids = [a["instanceId"] for a in run.actions if a.get("functionName") == "chunk_orchestrator"]
+    assert ids == CHUNK_IDS
+    assert run.output["status"] == "Succeeded" and run.output["chunks"]["succeeded"] == 5
+
+
+def test_nothing_secret_is_scheduled_or_recorded(batch_run):
+    run = batch_run()
+
+    drive(run, batch_responder(3))
+
+    text = json.dumps(run.history) + json.dumps(run.actions) + json.dumps(run.custom_status)
+    for secret_marker in ("sig=", "AccountKey", "Ocp-Apim-Subscription-Key", "sasBlobToken"):
+        assert secret_marker not in text

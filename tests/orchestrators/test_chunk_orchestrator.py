@@ -1,0 +1,211 @@
+"""Replay tests of chunk_orchestrator: the real generator driven through the Durable SDK."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from history import FAIL, T0, drive, parse_ts
+from scenarios import RUN_ID, chunk_responder
+
+RUNNING = {"status": "Running", "percentComplete": 10, "message": ""}
+SUCCEEDED = {"status": "Succeeded", "percentComplete": 100, "message": ""}
+BUSY = {"accepted": False, "retryAfterSeconds": 17, "reason": "another job runs"}
+
+
+def timer_offsets(run) -> list[float]:
+    """Seconds from the start of the run to each timer's fireAt, in scheduling order."""
+    return [(parse_ts(a["fireAt"]) - T0).total_seconds()
+            for a in run.actions if a["actionType"] == 5]
+
+
+def gaps(offsets: list[float]) -> list[float]:
+    return [b - a for a, b in zip([0.0, *offsets], offsets, strict=False)]
+
+
+def test_first_actions_check_the_cancel_flag_then_submit(chunk_run):
+    run = chunk_run()
+
+    run.episode()
+    run.complete(run.only(name="is_cancel_requested"), {"cancelled": False})
+    run.episode()
+
+    assert run.names() == ["is_cancel_requested", "submit_chunk"]
+    assert run.only(name="submit_chunk").input == {
+        "instanceId": RUN_ID, "chunk": "chunk-00001", "job": {"numberOfResults": 5}}
+
+
+def test_cancel_flag_already_set_returns_cancelled_without_submitting(chunk_run):
+    run = chunk_run()
+
+    drive(run, lambda item, _run: {"cancelled": True})
+
+    assert run.names() == ["is_cancel_requested"]
+    assert run.output["status"] == "Cancelled" and run.output["code"] == "Cancelled"
+
+
+def test_busy_waits_retry_after_on_a_durable_timer_then_resubmits(chunk_run):
+    run = chunk_run()
+    respond = chunk_responder(submit=[BUSY, BUSY, {"accepted": True, "operationId": "op-1",
+                                                   "batchId": "b"}])
+
+    drive(run, respond)
+
+    names = run.names()
+    assert names[:6] == ["is_cancel_requested", "submit_chunk", "timer", "wait:cancel",
+                         "submit_chunk", "timer"]
+    assert names.count("submit_chunk") == 3
+    assert timer_offsets(run)[:2] == [17.0, 34.0]
+    assert run.output["status"] == "Succeeded" and run.output["operationId"] == "op-1"
+
+
+def test_busy_retry_after_is_clamped_between_one_second_and_poll_max(chunk_run):
+    run = chunk_run()
+    respond = chunk_responder(submit=[
+        {"accepted": False, "retryAfterSeconds": 0.2, "reason": "busy"},
+        {"accepted": False, "retryAfterSeconds": 900, "reason": "busy"},
+        {"accepted": True, "operationId": "op-1", "batchId": "b"}])
+
+    drive(run, respond)
+
+    assert gaps(timer_offsets(run))[:2] == [1.0, 60.0]
+
+
+def test_busy_until_the_deadline_times_out_without_cancelling_anything(chunk_run):
+    run = chunk_run(timeoutMinutes=1)
+
+    drive(run, chunk_responder(submit=[BUSY]))
+
+    assert run.output["status"] == "TimedOut" and run.output["code"] == "JobTimedOut"
+    assert "cancel_operation" not in run.names()
+    assert max(timer_offsets(run)) == 60.0  # the last wait is cut at the deadline
+
+
+def test_poll_interval_doubles_from_poll_initial_to_poll_max(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(checks=[RUNNING] * 6 + [SUCCEEDED]))
+
+    assert gaps(timer_offsets(run)) == [5, 10, 20, 40, 60, 60, 60]
+    assert run.names().count("check_operation") == 7
+
+
+def test_timeout_cancels_the_operation_and_returns_timed_out(chunk_run):
+    run = chunk_run(timeoutMinutes=2)
+
+    drive(run, chunk_responder(checks=[RUNNING]))
+
+    assert run.names()[-2:] == ["check_operation", "cancel_operation"]
+    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1"}
+    assert run.output["status"] == "TimedOut" and run.output["code"] == "JobTimedOut"
+    assert parse_ts(run.output["endedAt"]) == T0 + timedelta(minutes=2)
+
+
+def test_cancel_event_while_polling_cancels_the_operation(chunk_run):
+    run = chunk_run()
+    respond = chunk_responder(checks=[RUNNING])
+
+    sent: list[bool] = []
+
+    def cancel_after_second_check(r) -> None:
+        if r.names().count("check_operation") == 2 and not sent:
+            sent.append(True)
+            r.raise_event("cancel")
+
+    drive(run, respond, between=cancel_after_second_check)
+
+    assert run.names()[-1] == "cancel_operation"
+    assert run.names().count("check_operation") == 2
+    assert run.output["status"] == "Cancelled" and run.output["code"] == "Cancelled"
+    assert run.output["operationId"] == "op-1"
+
+
+def test_succeeded_job_is_verified_and_its_result_count_returned(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(checks=[RUNNING, SUCCEEDED]))
+
+    assert run.names()[-2:] == ["check_operation", "verify_output"]
+    assert json.loads(run.actions[-1]["input"]) == {"instanceId": RUN_ID, "chunk": "chunk-00001"}
+    out = run.output
+    assert (out["chunk"], out["status"], out["code"], out["results"]) == (
+        "chunk-00001", "Succeeded", None, 10)
+    assert set(out) == {"chunk", "status", "code", "operationId", "message", "startedAt",
+                        "endedAt", "results"}
+
+
+def test_output_not_there_yet_is_checked_again_after_a_timer(chunk_run):
+    run = chunk_run()
+    absent = {"present": False, "valid": False, "results": 0, "message": "not found"}
+
+    drive(run, chunk_responder(verify=[absent, absent,
+                                       {"present": True, "valid": True, "results": 7,
+                                        "message": ""}]))
+
+    assert run.names()[-5:] == ["verify_output", "timer", "verify_output", "timer",
+                                "verify_output"]
+    assert run.output["status"] == "Succeeded" and run.output["results"] == 7
+
+
+def test_output_never_appearing_fails_with_output_invalid(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(verify=[{"present": False, "valid": False, "results": 0,
+                                        "message": ""}]))
+
+    assert run.names().count("verify_output") == 4
+    assert run.output["status"] == "Failed" and run.output["code"] == "OutputInvalid"
+
+
+def test_invalid_output_fails_with_output_invalid(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(verify=[{"present": True, "valid": False, "results": 0,
+                                        "message": "output is not JSON"}]))
+
+    assert run.output["status"] == "Failed" and run.output["code"] == "OutputInvalid"
+    assert run.output["message"] == "output is not JSON"
+
+
+def test_failed_job_reports_upstream_job_failed_with_the_upstream_message(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(checks=[{"status": "Failed", "percentComplete": 0,
+                                        "message": "model build 7 missing"}]))
+
+    assert "verify_output" not in run.names()
+    assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamJobFailed"
+    assert run.output["message"] == "model build 7 missing"
+
+
+def test_transient_check_failures_are_polled_again(chunk_run):
+    run = chunk_run()
+    unavailable = (FAIL, "UpstreamUnavailable: the service answered 503.")
+
+    drive(run, chunk_responder(checks=[unavailable, unavailable, SUCCEEDED]))
+
+    assert run.names().count("check_operation") == 3
+    assert run.output["status"] == "Succeeded"
+
+
+def test_rejected_submit_returns_rejected_without_polling(chunk_run):
+    run = chunk_run()
+    rejected = (FAIL, "Activity function 'submit_chunk' failed: UpstreamRejected: the service "
+                      "answered 401: invalid key.")
+
+    drive(run, chunk_responder(submit=[rejected]))
+
+    assert "check_operation" not in run.names()
+    assert run.output["status"] == "Rejected" and run.output["code"] == "UpstreamRejected"
+    assert run.output["message"] == "the service answered 401: invalid key."
+
+
+def test_replaying_the_final_history_schedules_nothing_new(chunk_run):
+    run = chunk_run()
+    drive(run, chunk_responder(checks=[RUNNING, RUNNING, SUCCEEDED]))
+    actions_before = list(run.actions)
+
+    run.episode()  # one more episode with no new events: a pure replay
+
+    assert run.actions == actions_before and run.new_actions == []
+    assert run.done
