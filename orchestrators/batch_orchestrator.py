@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -22,7 +23,7 @@ from orchestrators.chunk_orchestrator import chunk_orchestrator
 from orchestrators.clock import iso
 from orchestrators.failures import reason
 from orchestrators.progress import Progress, failing_chunks, run_code, run_message
-from recobatch import errors, naming
+from recobatch import errors, markers, naming
 
 Gen = Generator[Any, Any, Any]
 _INPUT_CODES = (errors.INVALID_INPUT, errors.INPUT_TOO_LARGE)
@@ -33,14 +34,18 @@ def _log(context: df.DurableOrchestrationContext, text: str) -> None:
         logging.info("%s %s", context.instance_id, text)
 
 
-def _marker(context: df.DurableOrchestrationContext, args: dict, kind: str, **fields: Any) -> Any:
-    """Schedule ``write_marker``; the marker carries names, ids and counts only."""
-    marker = {"instanceId": context.instance_id, "status": "Succeeded" if kind == "success"
-              else "Failed", "input": {"container": args["container"], "name": args["name"],
-                                       "etag": args.get("etag")},
-              "endedAt": iso(context.current_utc_datetime), **fields}
-    return context.call_activity(write_marker, {"kind": kind, "inputName": args["name"],
-                                                "marker": marker})
+def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) -> Any:
+    """Schedule ``write_marker`` with a document from :mod:`recobatch.markers` (ids, counts)."""
+    return context.call_activity(write_marker, {"kind": document["kind"],
+                                                "inputName": args["name"], "marker": document})
+
+
+def _failed(context: df.DurableOrchestrationContext, args: dict, started: datetime, code: str,
+            message: str, **fields: Any) -> dict:
+    return markers.failed_marker(
+        instance_id=context.instance_id, input_name=args["name"], code=code, message=message,
+        started_at=iso(started), ended_at=iso(context.current_utc_datetime),
+        etag=args.get("etag"), size=args.get("size"), container=args["container"], **fields)
 
 
 def _fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
@@ -92,7 +97,8 @@ def _chunk_result(task: Any, name: str) -> dict:
             "message": sentence}
 
 
-def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress) -> Gen:
+def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress,
+         started: datetime) -> Gen:
     context.set_custom_status(progress.status())
     try:
         prep = yield context.call_activity(prepare_batch, {
@@ -105,7 +111,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         _log(context, f"input refused: {code}")
         progress.phase = "failed"
         context.set_custom_status(progress.status())
-        yield _marker(context, args, "failed", code=code, message=sentence)
+        yield _write(context, args, _failed(context, args, started, code, sentence))
         return {"instanceId": context.instance_id, "status": "Failed", "code": code,
                 "output": progress.output}
     progress.requests = int(prep.get("requests") or 0)
@@ -121,17 +127,20 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         "chunks": [{"name": r["chunk"], "status": r["status"]} for r in ordered]})
 
     code = run_code(ordered, cancelled)
-    failing = failing_chunks(ordered)
-    summary = {"requests": progress.requests, "valid": prep.get("valid"),
-               "rejected": prep.get("rejected"), "counts": merged.get("counts"),
-               "results": merged.get("results"), "errors": merged.get("errors"),
-               "chunks": progress.status()["chunks"]}
+    counts = {"requests": progress.requests, "valid": prep.get("valid"),
+              "rejected": prep.get("rejected"), **(merged.get("counts") or {})}
+    outputs = [merged[key] for key in ("results", "errors") if merged.get(key)]
     if code is None:
-        yield _marker(context, args, "success", **summary)
+        document = markers.success_marker(
+            instance_id=context.instance_id, input_name=args["name"], etag=args.get("etag"),
+            size=args.get("size"), job=prep.get("job") or {}, counts=counts, chunks=ordered,
+            outputs=outputs, started_at=iso(started),
+            ended_at=iso(context.current_utc_datetime), container=args["container"])
     else:
-        yield _marker(context, args, "failed", code=code,
-                      message=run_message(code, failing, progress.total),
-                      failedChunks=failing, **summary)
+        message = run_message(code, failing_chunks(ordered), progress.total)
+        document = _failed(context, args, started, code, message, chunks=ordered,
+                           outputs=outputs, counts=counts)
+    yield _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())
     _log(context, f"ended {code or 'Succeeded'}")
@@ -146,8 +155,9 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     args = context.get_input()
     output_container = args["settings"].get("outputContainer", "batch-output")
     progress = Progress(output=f"{output_container}/{naming.output_prefix(args['name'])}")
+    started = context.current_utc_datetime
     try:
-        return (yield from _run(context, args, progress))
+        return (yield from _run(context, args, progress, started))
     except Exception as exc:
         # Whatever broke, leave a _FAILED marker so nobody waits on a run that is gone.
         code, sentence = reason(exc)
@@ -155,7 +165,7 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
         progress.phase = "failed"
         context.set_custom_status(progress.status())
         try:
-            yield _marker(context, args, "failed", code=code, message=sentence)
+            yield _write(context, args, _failed(context, args, started, code, sentence))
         except Exception:
             _log(context, "could not write the _FAILED marker")
         raise

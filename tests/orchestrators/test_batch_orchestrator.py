@@ -107,7 +107,11 @@ def test_merge_comes_after_all_chunks_and_the_success_marker_last(batch_run):
                                 for n in range(1, 6)]}
     payload = marker_of(run)
     assert payload["kind"] == "success"
-    assert payload["marker"]["counts"] == MERGED["counts"]
+    assert payload["marker"]["counts"] == {"requests": 50, "valid": 50, "rejected": 0,
+                                           **MERGED["counts"]}
+    assert payload["marker"]["outputs"] == [MERGED["results"], MERGED["errors"]]
+    assert [c["name"] for c in payload["marker"]["chunks"]] == [
+        f"chunk-{n:05d}" for n in range(1, 6)]
     assert run.output["status"] == "Succeeded"
     assert run.custom_status["phase"] == "completed"
 
@@ -122,9 +126,10 @@ def test_failed_chunk_gives_failed_marker_listing_the_chunk_and_its_message(batc
     assert run.names()[-2:] == ["merge_results", "write_marker"]
     assert payload["kind"] == "failed"
     assert payload["marker"]["code"] == "UpstreamJobFailed"
-    assert payload["marker"]["failedChunks"] == [{
-        "chunk": "chunk-00002", "status": "Failed", "code": "UpstreamJobFailed",
-        "operationId": "op-chunk-00002", "message": "the model has no active build"}]
+    failed = payload["marker"]["failedChunks"]
+    assert [(c["name"], c["status"], c["operationId"], c["message"]) for c in failed] == [
+        ("chunk-00002", "Failed", "op-chunk-00002", "the model has no active build")]
+    assert "chunk-00002" in payload["marker"]["message"]
     assert run.output["status"] == "Failed" and run.output["chunks"]["failed"] == 1
 
 
@@ -161,7 +166,7 @@ def test_cancel_event_stops_new_chunks_and_writes_cancelled_marker(batch_run):
     assert [c["status"] for c in merge["chunks"]] == ["Cancelled"] * 5
     payload = marker_of(run)
     assert payload["kind"] == "failed" and payload["marker"]["code"] == "Cancelled"
-    assert [c["chunk"] for c in payload["marker"]["failedChunks"]] == [
+    assert [c["name"] for c in payload["marker"]["failedChunks"]] == [
         f"chunk-{n:05d}" for n in range(1, 6)]
 
 
@@ -175,7 +180,8 @@ def test_crashed_chunk_sub_orchestration_counts_as_failed_with_its_code(batch_ru
 
     drive(run, respond)
 
-    assert marker_of(run)["marker"]["failedChunks"][0]["code"] == "StorageError"
+    assert marker_of(run)["marker"]["code"] == "StorageError"
+    assert marker_of(run)["marker"]["failedChunks"][0]["message"] == "the work container is gone."
     assert run.output["status"] == "Failed"
 
 
