@@ -1,13 +1,67 @@
-"""Activity ``prepare_batch``: see docs/design.md for its payload and result."""
+"""Activity ``prepare_batch``: validate the requests file and write the chunk inputs.
+
+Input ``{instanceId, container, name, etag?, job?}``; output ``{inputName, etag, size,
+requests, valid, rejected, chunks: [{name, requests, bytes}], job}``. The input blob is
+streamed (pinned to ``etag`` when given) and never modified or deleted. Chunk inputs, their
+index lists and ``rejected.jsonl`` go to the work container under ``<instanceId>/``.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+
+from activities._payload import optional, required
 from activities.blueprint import bp
+from recobatch import naming, storage
+from recobatch.batchfile import check_size, is_jsonl
+from recobatch.chunking import Chunk
+from recobatch.jobspec import JobSettings
+from recobatch.prepare import prepare
+from recobatch.settings import get_settings
+
+NAME = "prepare_batch"
 
 
 def run(payload: dict) -> dict:
     """Do the work of ``prepare_batch`` (plain, no Functions host needed)."""
-    raise NotImplementedError("prepare_batch")
+    instance = required(payload, NAME, "instanceId")
+    container = required(payload, NAME, "container")
+    name = required(payload, NAME, "name")
+    etag = optional(payload, NAME, "etag", str)
+    caller_job = optional(payload, NAME, "job", dict)
+    settings = get_settings()
+    service = storage.service_client(settings)
+    blob = service.get_blob_client(container, name)
+    work = storage.ensure_container(service, settings.work_container)
+
+    # Opened once up front for size and ETag, so an oversized file is refused unread.
+    first = storage.BlobReader(blob, etag)
+    check_size(first.size, settings.max_input_bytes)
+    readers = [first]
+
+    def open_stream():
+        raw = readers.pop() if readers else storage.BlobReader(blob, first.etag)
+        return io.BufferedReader(raw, buffer_size=storage.BLOCK_SIZE)
+
+    def write_chunk(chunk: Chunk) -> None:
+        storage.upload_bytes(work.get_blob_client(naming.chunk_input_blob(instance, chunk.name)),
+                             chunk.body, "application/json")
+        storage.upload_bytes(work.get_blob_client(naming.chunk_index_blob(instance, chunk.name)),
+                             json.dumps(chunk.indices, separators=(",", ":")).encode(),
+                             "application/json")
+
+    def open_rejected():
+        return storage.BlobWriter(work.get_blob_client(naming.rejected_blob(instance)),
+                                  "application/x-ndjson")
+
+    summary = prepare(open_stream, is_jsonl(name), JobSettings.from_settings(settings),
+                      caller_job, settings.max_job_bytes, write_chunk, open_rejected)
+    assert summary.job is not None
+    return {"inputName": name, "etag": first.etag, "size": first.size,
+            "requests": summary.requests, "valid": summary.valid,
+            "rejected": summary.rejected, "chunks": summary.chunks,
+            "job": summary.job.to_dict()}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -1,13 +1,54 @@
-"""Activity ``submit_chunk``: see docs/design.md for its payload and result."""
+"""Activity ``submit_chunk``: submit one chunk as a batch job.
+
+Input ``{instanceId, chunk, job}``; output ``{accepted: true, operationId, batchId}`` or, when
+the service is busy (409, 429; also 503), ``{accepted: false, retryAfterSeconds, reason}``.
+The SAS tokens are made here, sent once, and never returned or logged.
+"""
 
 from __future__ import annotations
 
+from activities._payload import required
 from activities.blueprint import bp
+from recobatch import naming, storage
+from recobatch.client import client_for
+from recobatch.errors import BusyError, TransientError
+from recobatch.jobspec import JobSettings
+from recobatch.settings import get_settings
+
+NAME = "submit_chunk"
 
 
 def run(payload: dict) -> dict:
     """Do the work of ``submit_chunk`` (plain, no Functions host needed)."""
-    raise NotImplementedError("submit_chunk")
+    instance = required(payload, NAME, "instanceId")
+    chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
+    job = JobSettings.from_dict(required(payload, NAME, "job", dict)).to_dict()
+    settings = get_settings()
+    service = storage.service_client(settings)
+    work = service.get_container_client(settings.work_container)
+    input_blob = work.get_blob_client(naming.chunk_input_blob(instance, chunk))
+    output_blob = work.get_blob_client(naming.chunk_output_blob(instance, chunk))
+    error_blob = work.get_blob_client(naming.chunk_error_blob(instance, chunk))
+    # An output left by an earlier attempt must not pass for this job's output.
+    for stale in (output_blob, error_blob):
+        storage.delete_if_exists(stale)
+    expiry = storage.sas_expiry(settings.job_timeout_minutes)
+    client = client_for(settings.reco_endpoint, settings.reco_subscription_key)
+    try:
+        submission = client.submit_batch(
+            storage.sas_location(input_blob, "r", expiry, service),
+            storage.sas_location(output_blob, "cw", expiry, service),
+            storage.sas_location(error_blob, "cw", expiry, service), job)
+    except (BusyError, TransientError) as exc:
+        if isinstance(exc, BusyError) or exc.status == 503:
+            retry = getattr(exc, "retry_after", None)
+            return {"accepted": False,
+                    "retryAfterSeconds": retry if retry is not None
+                    else settings.poll_initial_seconds,
+                    "reason": str(exc)}
+        raise
+    return {"accepted": True, "operationId": submission.operation_id,
+            "batchId": submission.batch_id}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -1,13 +1,30 @@
-"""Activity ``write_marker``: see docs/design.md for its payload and result."""
+"""Activity ``write_marker``: write ``_SUCCESS`` or ``_FAILED`` last in the output folder.
+
+Input ``{kind: "success"|"failed", inputName, marker: {...}}`` (see ``recobatch.markers`` for
+the builders); output ``{name}``.
+"""
 
 from __future__ import annotations
 
+from activities._payload import required
 from activities.blueprint import bp
+from recobatch import markers, storage
+from recobatch.errors import InputError
+from recobatch.settings import get_settings
+
+NAME = "write_marker"
 
 
 def run(payload: dict) -> dict:
     """Do the work of ``write_marker`` (plain, no Functions host needed)."""
-    raise NotImplementedError("write_marker")
+    kind = required(payload, NAME, "kind")
+    if kind not in markers.KINDS:
+        raise InputError(f"{NAME}: kind must be one of {', '.join(markers.KINDS)}.")
+    input_name = required(payload, NAME, "inputName")
+    marker = required(payload, NAME, "marker", dict)
+    settings = get_settings()
+    out = storage.ensure_container(storage.service_client(settings), settings.output_container)
+    return {"name": markers.write_marker(out, kind, input_name, marker)}
 
 
 @bp.activity_trigger(input_name="payload")

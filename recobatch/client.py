@@ -230,4 +230,16 @@ def _path(resp: requests.Response) -> str:
     return path.split(marker, 1)[1] if marker in path else path
 
 
-__all__ = ["RecoClient", "Submission", "Operation", "raise_for_response", "UpstreamError"]
+__all__ = ["RecoClient", "Submission", "Operation", "raise_for_response", "UpstreamError",
+           "client_for"]
+
+
+_clients: dict[tuple[str, str], RecoClient] = {}
+
+
+def client_for(endpoint: str, key: str) -> RecoClient:
+    """The process-wide client of an endpoint and key (one session, reused)."""
+    client = _clients.get((endpoint, key))
+    if client is None:
+        client = _clients[(endpoint, key)] = RecoClient(endpoint, key)
+    return client

@@ -23,7 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import quote
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import (
     BlobClient,
     BlobSasPermissions,
@@ -33,7 +38,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from recobatch.errors import StorageError
+from recobatch.errors import InputError, StorageError
 from recobatch.settings import Settings, get_settings
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
@@ -176,6 +181,9 @@ class BlobReader(io.RawIOBase):
             self._download = blob.download_blob(**kwargs)
         except ResourceNotFoundError:
             raise StorageError(f"blob {blob.blob_name} does not exist.") from None
+        except ResourceModifiedError:
+            raise InputError(f"blob {blob.blob_name} changed since the run started "
+                             "(its ETag differs).") from None
         except AzureError as exc:
             raise StorageError(f"cannot read blob {blob.blob_name}: {_short(exc)}") from None
         self.name = blob.blob_name
@@ -296,3 +304,13 @@ def stream_lines(stream: IO[bytes]) -> Any:
     """Iterate over the lines of a binary stream, decoded as UTF-8."""
     for line in stream:
         yield line.decode("utf-8")
+
+
+def delete_if_exists(blob: BlobClient) -> None:
+    """Delete a blob; a missing blob is fine."""
+    try:
+        blob.delete_blob()
+    except ResourceNotFoundError:
+        pass
+    except AzureError as exc:
+        raise StorageError(f"cannot delete blob {blob.blob_name}: {_short(exc)}") from None

@@ -1,0 +1,25 @@
+"""Reading activity payloads: a wrong payload names the activity and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recobatch.errors import InputError
+
+
+def required(payload: Any, activity: str, name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Return ``payload[name]``, checking it is present and of ``kind``."""
+    if not isinstance(payload, dict):
+        raise InputError(f"{activity}: the payload must be a JSON object.")
+    value = payload.get(name)
+    if value is None or not isinstance(value, kind) or value == "":
+        raise InputError(f"{activity}: the payload field {name} is missing or invalid.")
+    return value
+
+
+def optional(payload: dict, activity: str, name: str, kind: type | tuple[type, ...]) -> Any:
+    """Return ``payload.get(name)``, checking its type when present."""
+    value = payload.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise InputError(f"{activity}: the payload field {name} is invalid.")
+    return value
