@@ -167,3 +167,28 @@ def start_recoservice(workdir: Path, keys: list[str], demo: bool = True,
     svc.extra["base_url"] = base
     svc.extra["keys"] = list(keys)
     return svc
+
+
+def start_devhost(app_dir: Path, workdir: Path, env: dict[str, str] | None = None,
+                  port: int | None = None, timer_scale: float = 1.0,
+                  master_key: str | None = None, state_dir: Path | None = None,
+                  settings: Path | None = None) -> Service:
+    """Start ``python -m devhost`` for ``app_dir`` with its state in ``workdir/state``.
+
+    The master key comes from ``master_key`` (else ``$DEVHOST_MASTER_KEY`` in ``env``) and is
+    passed through the environment, never on the command line.
+    """
+    port = port or free_port()
+    child_env = {**os.environ, **(env or {})}
+    if master_key:
+        child_env["DEVHOST_MASTER_KEY"] = master_key
+    cmd = [sys.executable, "-m", "devhost", "--app-dir", str(app_dir), "--port", str(port),
+           "--timer-scale", str(timer_scale),
+           "--state-dir", str(state_dir or workdir / "state")]
+    if settings is not None:
+        cmd += ["--settings", str(settings)]
+    svc = _spawn("devhost", cmd, workdir, env=child_env, port=port)
+    wait_for_http(f"http://127.0.0.1:{port}/durabletask/instances/", svc.proc, 60, svc.log)
+    svc.extra["base_url"] = f"http://127.0.0.1:{port}"
+    svc.extra["master_key"] = child_env.get("DEVHOST_MASTER_KEY", "")
+    return svc

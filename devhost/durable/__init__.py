@@ -1,0 +1,1 @@
+"""The host side of Durable Functions 1.x for devhost: store, episodes, activities, client API."""
