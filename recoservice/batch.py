@@ -1,18 +1,17 @@
-"""Batch jobs: ``POST /batchjobs`` and ``GET /batchjobs`` of Recommendations API v4.0.
+"""Batch jobs: ``POST /batchjobs``, ``GET /batchjobs`` (and ``/batchjobs/{id}``) of API v4.0.
 
-A submitted job becomes an operation (``GET /operations/{id}`` tracks it) and runs on a small
-pool of worker threads, so the service stays responsive:
+Submit validates the body (400 naming the field), refuses blob hosts outside
+``config.allowed_blob_hosts`` before any request is made to them, checks the model and build
+can score, and answers 202 with an absolute ``Operation-Location`` and ``{"batchId"}``. One job
+per subscription key may be NotStarted/Running/Cancelling at a time: a second one gets 409.
+The job then runs on a small worker pool (``recoservice.batch_runner``), so the service stays
+responsive.
 
-    read input (10 %) → score every request in one vectorised call (50 %) → write output and
-    error blobs (90 %) → Succeeded (100 %)
-
-The runner checks for a cancel request between steps and then ends ``Cancelled``. One job per
-subscription key may be NotStarted/Running/Cancelling at a time (else 409). Request-level
-problems do not fail the job: the error blob gets ``request <i>: <problem>`` per problem
-(``i`` is the 0-based index in the input's ``requests``) and the output keeps one result per
-request, in order. SAS tokens live only in memory for the job's run: the ``batch_jobs`` table
-and every listing show ``***``; a job interrupted by a restart is marked Failed
-(``recover_interrupted_jobs``).
+The ``batch_jobs`` table keeps each job's request info with every ``sasBlobToken`` replaced
+by ``***``, the hash of the owner's key (never the key), and createdAt/startedAt/endedAt.
+SAS tokens live only in memory while the job runs, so a job interrupted by a restart cannot
+resume: ``State`` marks its operation Failed at start and ``recover_interrupted_jobs`` closes
+its row. The listing maps operation statuses to the v4 job statuses (``JOB_STATUS``).
 """
 
 from __future__ import annotations
@@ -20,10 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,16 +30,15 @@ from fastapi.responses import JSONResponse
 
 from recoservice import API_PREFIX, blobio
 from recoservice.auth import require_key
-from recoservice.blobio import BlobIOError, BlobLocation
+from recoservice.batch_runner import WorkerPool, run_job
+from recoservice.blobio import BlobLocation
 from recoservice.errors import ApiError
-from recoservice.faults import FaultRule
 from recoservice.operations import operation_url
+from recoservice.state import ACTIVE_STATUSES, RESTART_MESSAGE, State
 
 log = logging.getLogger("recoservice.batch")
 
 API_NAMES = ("ItemRecommend", "UserRecommend")
-ACTIVE = ("NotStarted", "Running", "Cancelling")
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 JOB_STATUS = {
     "NotStarted": "Registered",
     "Running": "InProgress",
@@ -51,8 +47,8 @@ JOB_STATUS = {
     "Succeeded": "Succeeded",
     "Failed": "Failed",
 }
+# Jobs of different keys run side by side; scoring is vectorised, so a few threads suffice.
 WORKERS = 4
-STUCK_POLL_SECONDS = 0.1
 
 router = APIRouter()
 
@@ -153,80 +149,61 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _ensure_table(state: Any) -> None:
+def _status(state: State, op_id: str) -> str | None:
+    operation = state.get_operation(op_id)
+    return None if operation is None else str(operation["status"])
+
+
+def recover_interrupted_jobs(state: State) -> int:
+    """Close the rows of jobs a previous process left open; return how many were active.
+
+    ``State`` already marked their operations Failed at start; this also covers an operation
+    still active (say the table was copied), since its SAS tokens are gone for good.
+    """
     with state.db() as conn:
         conn.execute(_SCHEMA)
-
-
-def _op_id(created: Any) -> str:
-    return str(created["id"] if isinstance(created, dict) else created)
-
-
-def _op_field(state: Any, op_id: str, field: str) -> Any:
-    op = state.get_operation(op_id)
-    if op is None:
-        return None
-    return op.get(field) if isinstance(op, dict) else getattr(op, field, None)
-
-
-def recover_interrupted_jobs(state: Any) -> int:
-    """Mark jobs left active by a previous process as Failed; return how many.
-
-    Their SAS tokens died with that process, so they cannot be resumed.
-    """
-    _ensure_table(state)
-    with state.db() as conn:
-        rows = conn.execute(
-            "SELECT id, operation_id FROM batch_jobs WHERE ended_at IS NULL"
-        ).fetchall()
-    failed = 0
+        rows = conn.execute("SELECT id, operation_id FROM batch_jobs WHERE ended_at IS NULL"
+                            ).fetchall()
+    active = 0
     for job_id, op_id in rows:
-        if _op_field(state, op_id, "status") in ACTIVE:
-            state.update_operation(
-                op_id, status="Failed",
-                message="The service restarted while the batch job was running.",
-            )
-            failed += 1
-        with state.db() as conn:
-            conn.execute("UPDATE batch_jobs SET ended_at = ? WHERE id = ?", (_now(), job_id))
-    if failed:
-        log.warning("marked %d interrupted batch job(s) Failed", failed)
-    return failed
+        if _status(state, op_id) in ACTIVE_STATUSES:
+            state.update_operation(op_id, status="Failed", message=RESTART_MESSAGE)
+            active += 1
+        _stamp(state, job_id, "ended_at")
+    if rows:
+        log.warning("closed %d batch job(s) interrupted by a restart", len(rows))
+    return active
+
+
+def _stamp(state: State, job_id: str, column: str) -> None:
+    assert column in ("started_at", "ended_at")
+    with state.db() as conn:
+        conn.execute(f"UPDATE batch_jobs SET {column} = ? WHERE id = ?", (_now(), job_id))
 
 
 def _prepare(app: Any) -> None:
-    """Once per app: table, recovery of interrupted jobs, the worker pool."""
+    """Once per app, before its first job: the table, restart recovery, the worker pool."""
     with _submit_lock:
-        if getattr(app.state, "batch_pool", None) is not None:
-            return
-        recover_interrupted_jobs(app.state.state)
-        app.state.batch_pool = _WorkerPool(WORKERS)
+        if getattr(app.state, "batch_pool", None) is None:
+            recover_interrupted_jobs(app.state.state)
+            app.state.batch_pool = WorkerPool(WORKERS)
 
 
-class _WorkerPool:
-    """A few daemon threads; daemon so a ``stuck`` job never blocks the process from exiting."""
-
-    def __init__(self, size: int) -> None:
-        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
-        for i in range(size):
-            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True).start()
-
-    def submit(self, task: Callable[[], None]) -> None:
-        self._queue.put(task)
-
-    def _work(self) -> None:
-        while True:
-            task = self._queue.get()
-            try:
-                task()
-            except Exception:  # a job's failure must not kill the worker
-                log.exception("batch worker task failed")
+def _run(app: Any, job_id: str, op_id: str, spec: JobSpec) -> None:
+    """The worker's task: take a ``job`` fault rule, run, keep started/ended times."""
+    state: State = app.state.state
+    _stamp(state, job_id, "started_at")
+    try:
+        run_job(state, app.state.scorer, app.state.faults.take_job_rule(), op_id, spec)
+    finally:
+        _stamp(state, job_id, "ended_at")
 
 
 @router.post("/batchjobs", status_code=202)
 async def submit_batch_job(request: Request, key: str = Depends(require_key)) -> JSONResponse:
-    """Validate and queue a batch job; 202 with ``Operation-Location``."""
-    await request.app.state.faults.apply("submit")
+    """Validate and queue a batch job; 202 with ``Operation-Location`` and ``batchId``."""
+    app = request.app
+    await app.state.faults.apply("submit")
     try:
         body = await request.json()
     except ValueError:
@@ -235,33 +212,30 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
         spec = parse_job(body)
     except ValueError as exc:
         raise ApiError(400, "BadArgument", str(exc)) from None
-    patterns = list(request.app.state.config.allowed_blob_hosts)
+    patterns = list(app.state.config.allowed_blob_hosts)
     for name, location in (("input", spec.input), ("output", spec.output),
                            ("error", spec.error)):
         if not blobio.host_allowed(location.host, patterns):
             raise ApiError(400, "BadArgument",
                            f"{name}.baseLocation host '{location.host}' is not allowed.")
-    _check_build(request.app, spec)
-    _prepare(request.app)
-    state = request.app.state.state
-    batch_id = uuid.uuid4().hex
+    _check_build(app, spec)
+    _prepare(app)
+    state: State = app.state.state
+    job_id = uuid.uuid4().hex
     with _submit_lock:
         if _active_job(state, _key_hash(key)) is not None:
             raise ApiError(409, "Conflict",
                            "Another batch job of this subscription is still running.")
-        op_id = _op_id(state.create_operation("batchjob", key, _job_url(request, batch_id)))
+        op_id = state.create_operation("batchjob", key, _job_url(request, job_id))
         with state.db() as conn:
             conn.execute(
                 "INSERT INTO batch_jobs (id, operation_id, key_hash, requestinfo, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (batch_id, op_id, _key_hash(key), json.dumps(spec.requestinfo()), _now()),
+                (job_id, op_id, _key_hash(key), json.dumps(spec.requestinfo()), _now()),
             )
-    app = request.app
-    app.state.batch_pool.submit(lambda: _run_job(app, batch_id, op_id, spec))
-    return JSONResponse(
-        {"batchId": batch_id}, status_code=202,
-        headers={"Operation-Location": operation_url(request, op_id)},
-    )
+    app.state.batch_pool.submit(lambda: _run(app, job_id, op_id, spec))
+    return JSONResponse({"batchId": job_id}, status_code=202,
+                        headers={"Operation-Location": operation_url(request, op_id)})
 
 
 def _check_build(app: Any, spec: JobSpec) -> None:
@@ -277,29 +251,32 @@ def _check_build(app: Any, spec: JobSpec) -> None:
         raise
 
 
-def _job_url(request: Request, batch_id: str) -> str:
-    return f"{str(request.base_url).rstrip('/')}{API_PREFIX}/batchjobs/{batch_id}"
+def _job_url(request: Request, job_id: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}{API_PREFIX}/batchjobs/{job_id}"
 
 
-def _active_job(state: Any, key_hash: str) -> str | None:
+def _active_job(state: State, key_hash: str) -> str | None:
     with state.db() as conn:
         rows = conn.execute(
             "SELECT id, operation_id FROM batch_jobs WHERE key_hash = ? AND ended_at IS NULL",
             (key_hash,),
         ).fetchall()
     for job_id, op_id in rows:
-        if _op_field(state, op_id, "status") in ACTIVE:
+        if _status(state, op_id) in ACTIVE_STATUSES:
             return str(job_id)
     return None
 
 
-def _job_json(state: Any, row: Any) -> dict[str, Any]:
+_SELECT = ("SELECT id, operation_id, requestinfo, created_at, started_at, ended_at"
+           " FROM batch_jobs")
+
+
+def _job_json(state: State, row: Any) -> dict[str, Any]:
     job_id, op_id, requestinfo, created_at, started_at, ended_at = row
-    status = _op_field(state, op_id, "status") or "Failed"
     return {
         "id": job_id,
         "requestinfo": json.loads(requestinfo),
-        "status": JOB_STATUS.get(status, "Failed"),
+        "status": JOB_STATUS.get(_status(state, op_id) or "Failed", "Failed"),
         "operationId": op_id,
         "createdAt": created_at,
         "startedAt": started_at,
@@ -307,15 +284,11 @@ def _job_json(state: Any, row: Any) -> dict[str, Any]:
     }
 
 
-_SELECT = ("SELECT id, operation_id, requestinfo, created_at, started_at, ended_at"
-           " FROM batch_jobs")
-
-
 @router.get("/batchjobs")
-async def list_batch_jobs(request: Request, key: str = Depends(require_key)) -> dict[str, Any]:
+def list_batch_jobs(request: Request, key: str = Depends(require_key)) -> dict[str, Any]:
     """The caller's batch jobs, oldest first (``sasBlobToken`` shown as ``***``)."""
     _prepare(request.app)
-    state = request.app.state.state
+    state: State = request.app.state.state
     with state.db() as conn:
         rows = conn.execute(_SELECT + " WHERE key_hash = ? ORDER BY created_at",
                             (_key_hash(key),)).fetchall()
@@ -323,171 +296,14 @@ async def list_batch_jobs(request: Request, key: str = Depends(require_key)) -> 
 
 
 @router.get("/batchjobs/{batch_id}")
-async def get_batch_job(batch_id: str, request: Request,
-                        key: str = Depends(require_key)) -> dict[str, Any]:
-    """One of the caller's batch jobs."""
+def get_batch_job(batch_id: str, request: Request,
+                  key: str = Depends(require_key)) -> dict[str, Any]:
+    """One of the caller's batch jobs (404 for other keys' jobs, as for operations)."""
     _prepare(request.app)
-    state = request.app.state.state
+    state: State = request.app.state.state
     with state.db() as conn:
         row = conn.execute(_SELECT + " WHERE id = ? AND key_hash = ?",
                            (batch_id, _key_hash(key))).fetchone()
     if row is None:
-        raise ApiError(404, "ResourceNotFound", f"Batch job '{batch_id}' does not exist.")
+        raise ApiError(404, "BatchJobNotFound", f"Batch job '{batch_id}' does not exist.")
     return _job_json(state, row)
-
-
-# --------------------------------------------------------------------------- the runner
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class _JobFailed(Exception):
-    pass
-
-
-def _run_job(app: Any, batch_id: str, op_id: str, spec: JobSpec) -> None:
-    """Run one job to a terminal operation status; never raises."""
-    state = app.state.state
-    with state.db() as conn:
-        conn.execute("UPDATE batch_jobs SET started_at = ? WHERE id = ?", (_now(), batch_id))
-    try:
-        rule = app.state.faults.take_job_rule()
-        _check_cancel(state, op_id)
-        state.update_operation(op_id, status="Running", percent_complete=0)
-        result = _execute(app, op_id, spec, rule)
-        state.update_operation(op_id, status="Succeeded", percent_complete=100,
-                               message="Batch job completed.", result=result)
-    except _Cancelled:
-        state.update_operation(op_id, status="Cancelled", message="Batch job cancelled.")
-    except (_JobFailed, BlobIOError) as exc:
-        state.update_operation(op_id, status="Failed", message=spec.scrub(str(exc)))
-    except ApiError as exc:  # the scorer refused (e.g. build deleted, no user-to-item)
-        state.update_operation(op_id, status="Failed", message=spec.scrub(exc.message))
-    except Exception as exc:  # the operation must still end; say what broke, never the token
-        log.error("batch job %s crashed: %s", batch_id, spec.scrub(repr(exc)))
-        state.update_operation(op_id, status="Failed",
-                               message=spec.scrub(f"Internal error: {type(exc).__name__}"))
-    finally:
-        with state.db() as conn:
-            conn.execute("UPDATE batch_jobs SET ended_at = ? WHERE id = ?", (_now(), batch_id))
-
-
-def _check_cancel(state: Any, op_id: str) -> None:
-    if state.is_cancel_requested(op_id):
-        raise _Cancelled
-
-
-def _execute(app: Any, op_id: str, spec: JobSpec, rule: FaultRule | None) -> dict[str, Any]:
-    state = app.state.state
-    if rule is not None and rule.action == "fail":
-        raise _JobFailed(rule.message)
-    if rule is not None and rule.action == "stuck":
-        stop = threading.Event()
-        while not state.is_cancel_requested(op_id):
-            stop.wait(STUCK_POLL_SECONDS)
-        raise _Cancelled
-
-    data = blobio.read_input(spec.input)
-    requests = _parse_input(data)
-    state.update_operation(op_id, percent_complete=10)
-    _check_cancel(state, op_id)
-
-    results, errors = _score(app.state.scorer, spec, requests)
-    state.update_operation(op_id, percent_complete=50)
-    _check_cancel(state, op_id)
-
-    if rule is not None and rule.action == "invalidOutput":
-        output = b"this is not JSON {"
-    else:
-        output = json.dumps({"results": results}, ensure_ascii=False).encode("utf-8")
-    if rule is None or rule.action != "skipOutput":
-        blobio.write_blob(spec.output, output, "application/json")
-    error_text = "".join(line + "\n" for line in errors)
-    blobio.write_blob(spec.error, error_text.encode("utf-8"), "text/plain; charset=utf-8")
-    state.update_operation(op_id, percent_complete=90)
-    return {"requests": len(results), "errors": len(errors)}
-
-
-def _parse_input(data: bytes) -> list[Any]:
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _JobFailed(f"Input blob is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
-        raise _JobFailed('Input blob is not the documented format {"requests": [...]}.')
-    return list(doc["requests"])
-
-
-def _score(scorer: Any, spec: JobSpec,
-           requests: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Score all valid requests in one call; return results (in order) and error lines."""
-    user_mode = spec.api_name == "UserRecommend"
-    echoes: list[dict[str, Any]] = []
-    errors: list[str] = []
-    valid: list[int] = []
-    inputs: list[Any] = []
-    for i, req in enumerate(requests):
-        echo, value, problem = (_user_request(req) if user_mode else _item_request(req))
-        echoes.append(echo)
-        if problem:
-            errors.append(f"request {i}: {problem}")
-        else:
-            valid.append(i)
-            inputs.append(value)
-    scored: list[Any] = []
-    if inputs:
-        call = scorer.recommend_users if user_mode else scorer.recommend_items
-        scored = call(spec.model_id, spec.build_id, inputs, spec.number_of_results,
-                      include_metadata=spec.include_metadata,
-                      minimal_score=spec.minimal_score)
-    recs: list[list[dict[str, Any]]] = [[] for _ in requests]
-    for i, item in zip(valid, scored, strict=True):
-        recs[i] = [_recommendation(r) for r in item.recommendations]
-        if item.error:
-            errors.append(f"request {i}: {item.error}")
-    errors.sort(key=lambda line: int(line.split(":", 1)[0].split()[1]))
-    results = [{"request": echo, "recommendations": rec} for echo, rec in zip(echoes, recs,
-                                                                             strict=True)]
-    return results, errors
-
-
-def _item_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
-    if not isinstance(req, dict):
-        return {"seedItems": []}, None, "not an object"
-    if "SeedItems" not in req:
-        return {"seedItems": []}, None, "SeedItems missing"
-    seeds = req["SeedItems"]
-    if not isinstance(seeds, list):
-        return {"seedItems": []}, None, "SeedItems is not a list"
-    if not seeds:
-        return {"seedItems": []}, None, "SeedItems is empty"
-    if not all(isinstance(s, str) and s for s in seeds):
-        return {"seedItems": seeds}, None, "SeedItems must hold non-empty strings"
-    return {"seedItems": list(seeds)}, list(seeds), None
-
-
-def _user_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
-    if not isinstance(req, dict):
-        return {"userId": None}, None, "not an object"
-    user = req.get("UserId", req.get("userId"))
-    if user is None:
-        return {"userId": None}, None, "UserId missing"
-    if not isinstance(user, str | int) or isinstance(user, bool) or str(user) == "":
-        return {"userId": user}, None, "UserId must be a non-empty string"
-    return {"userId": user}, str(user), None
-
-
-def _recommendation(rec: Any) -> dict[str, Any]:
-    """One output recommendation: an item set with rating and reasoning."""
-    if not isinstance(rec, dict):
-        rec = dict(rec.__dict__)
-    if "items" in rec:
-        items = [{"itemId": it.get("itemId", it.get("id")), "name": it.get("name", ""),
-                  "metadata": it.get("metadata", "") or ""} for it in rec["items"]]
-    else:
-        items = [{"itemId": rec.get("itemId", rec.get("id")), "name": rec.get("name", ""),
-                  "metadata": rec.get("metadata", "") or ""}]
-    return {"items": items, "rating": rec.get("rating"), "reasoning": list(rec.get("reasoning")
-                                                                           or [])}

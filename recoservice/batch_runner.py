@@ -1,0 +1,220 @@
+"""The batch job runner: one job from input blob to output and error blobs, on a worker thread.
+
+Steps, with the operation's ``percentComplete`` after each:
+
+    read and parse input (10) → score every valid request in ONE vectorised call (50) →
+    write output and error blobs (90) → Succeeded (100)
+
+A cancel request (``DELETE /operations/{id}`` sets ``Cancelling``) is honoured between steps:
+the operation ends ``Cancelled``. Whole-job problems end it ``Failed`` with a plain sentence
+(input over 2 MB with its size, input not JSON or not ``{"requests": [...]}``, a blob storage
+error, the scorer refusing). Request-level problems do not: each becomes one error-blob line
+``request <i>: <problem>`` (``i`` is the 0-based index in ``requests``), the request keeps its
+place in the output with no recommendations, and the error blob is empty when there are none.
+
+Output format (one result per request, in order)::
+
+    {"results": [{"request": {"seedItems": [...]}, "recommendations": [
+        {"items": [{"itemId", "name", "metadata"}], "rating": 0.7, "reasoning": ["..."]}]}]}
+
+with ``{"request": {"userId": ...}}`` for ``UserRecommend``. A ``job`` fault rule taken when
+the job starts (see ``recoservice.faults``) changes one step: ``fail``, ``stuck``,
+``skipOutput`` or ``invalidOutput``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from recoservice import blobio
+from recoservice.blobio import BlobIOError
+from recoservice.errors import ApiError
+from recoservice.faults import FaultRule
+from recoservice.scoring import Scorer
+from recoservice.state import State
+
+if TYPE_CHECKING:
+    from recoservice.batch import JobSpec
+
+log = logging.getLogger("recoservice.batch")
+
+STUCK_POLL_SECONDS = 0.1
+# Written by the ``invalidOutput`` fault: what a truncated upload would leave behind.
+INVALID_OUTPUT = b'{"results": [{"request": '
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _JobFailed(Exception):
+    pass
+
+
+class WorkerPool:
+    """A few daemon threads; daemon so a ``stuck`` job never keeps the process from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        for i in range(size):
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True).start()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._queue.put(task)
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            try:
+                task()
+            except Exception:  # one job's crash must not kill the worker
+                log.exception("batch worker task failed")
+
+
+def run_job(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
+            spec: JobSpec) -> None:
+    """Run one job until its operation is Succeeded, Failed or Cancelled; never raises."""
+    try:
+        _check_cancel(state, op_id)
+        state.update_operation(op_id, status="Running", percent_complete=0)
+        result = _execute(state, scorer, rule, op_id, spec)
+        state.update_operation(op_id, status="Succeeded", percent_complete=100,
+                               message="Batch job completed.", result=result)
+    except _Cancelled:
+        state.update_operation(op_id, status="Cancelled", message="Batch job cancelled.")
+    except (_JobFailed, BlobIOError) as exc:
+        state.update_operation(op_id, status="Failed", message=spec.scrub(str(exc)))
+    except ApiError as exc:  # the scorer refused (e.g. build deleted, no user-to-item)
+        state.update_operation(op_id, status="Failed", message=spec.scrub(exc.message))
+    except Exception as exc:  # the operation must still end; say what broke, never the token
+        log.error("batch job %s crashed: %s", op_id, spec.scrub(repr(exc)))
+        state.update_operation(op_id, status="Failed",
+                               message=f"Internal error: {type(exc).__name__}")
+
+
+def _check_cancel(state: State, op_id: str) -> None:
+    if state.is_cancel_requested(op_id):
+        raise _Cancelled
+
+
+def _execute(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
+             spec: JobSpec) -> dict[str, Any]:
+    action = rule.action if rule is not None else None
+    if rule is not None and action == "fail":
+        raise _JobFailed(rule.message)
+    if action == "stuck":
+        pause = threading.Event()
+        while not state.is_cancel_requested(op_id):
+            pause.wait(STUCK_POLL_SECONDS)
+        raise _Cancelled
+
+    requests = parse_input(blobio.read_input(spec.input))
+    state.update_operation(op_id, percent_complete=10)
+    _check_cancel(state, op_id)
+
+    results, errors = score(scorer, spec, requests)
+    state.update_operation(op_id, percent_complete=50)
+    _check_cancel(state, op_id)
+
+    if action == "invalidOutput":
+        blobio.write_blob(spec.output, INVALID_OUTPUT, "application/json")
+    elif action != "skipOutput":
+        output = json.dumps({"results": results}, ensure_ascii=False).encode("utf-8")
+        blobio.write_blob(spec.output, output, "application/json")
+    error_text = "".join(line + "\n" for _, line in errors)
+    blobio.write_blob(spec.error, error_text.encode("utf-8"), "text/plain; charset=utf-8")
+    state.update_operation(op_id, percent_complete=90)
+    return {"requests": len(results), "errors": len(errors)}
+
+
+def parse_input(data: bytes) -> list[Any]:
+    """The ``requests`` list of an input blob; ``_JobFailed`` when it is not the format."""
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _JobFailed(f"Input blob is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
+        raise _JobFailed('Input blob is not the documented format {"requests": [...]}.')
+    return list(doc["requests"])
+
+
+def score(scorer: Scorer, spec: JobSpec,
+          requests: list[Any]) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Score all valid requests in one call.
+
+    Returns
+    -------
+    results, errors
+        One output result per request, in order; ``(index, error line)`` sorted by index.
+    """
+    user_mode = spec.api_name == "UserRecommend"
+    check = _user_request if user_mode else _item_request
+    echoes: list[dict[str, Any]] = []
+    errors: list[tuple[int, str]] = []
+    valid: list[int] = []
+    inputs: list[Any] = []
+    for i, req in enumerate(requests):
+        echo, value, problem = check(req)
+        echoes.append(echo)
+        if problem:
+            errors.append((i, f"request {i}: {problem}"))
+        else:
+            valid.append(i)
+            inputs.append(value)
+    recs: list[list[dict[str, Any]]] = [[] for _ in requests]
+    if inputs:
+        call = scorer.recommend_users if user_mode else scorer.recommend_items
+        scored = call(spec.model_id, spec.build_id, inputs, spec.number_of_results,
+                      include_metadata=spec.include_metadata,
+                      minimal_score=spec.minimal_score)
+        for i, item in zip(valid, scored, strict=True):
+            recs[i] = [_recommendation(r) for r in item.recommendations]
+            if item.error:
+                errors.append((i, f"request {i}: {item.error}"))
+    errors.sort(key=lambda pair: pair[0])
+    results = [{"request": echo, "recommendations": rec}
+               for echo, rec in zip(echoes, recs, strict=True)]
+    return results, errors
+
+
+def _item_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
+    """(echo for the output, seed list to score, problem) of one ItemRecommend request."""
+    if not isinstance(req, dict):
+        return {"seedItems": []}, None, "not an object"
+    if "SeedItems" not in req:
+        return {"seedItems": []}, None, "SeedItems missing"
+    seeds = req["SeedItems"]
+    if not isinstance(seeds, list):
+        return {"seedItems": []}, None, "SeedItems is not a list"
+    if not seeds:
+        return {"seedItems": []}, None, "SeedItems is empty"
+    if not all(isinstance(s, str) and s for s in seeds):
+        return {"seedItems": seeds}, None, "SeedItems must hold non-empty strings"
+    return {"seedItems": list(seeds)}, list(seeds), None
+
+
+def _user_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
+    """(echo for the output, user id to score, problem) of one UserRecommend request."""
+    if not isinstance(req, dict):
+        return {"userId": None}, None, "not an object"
+    user = req.get("UserId", req.get("userId"))
+    if user is None:
+        return {"userId": None}, None, "UserId missing"
+    if not isinstance(user, str | int) or isinstance(user, bool) or str(user) == "":
+        return {"userId": user}, None, "UserId must be a non-empty string"
+    return {"userId": user}, str(user), None
+
+
+def _recommendation(rec: dict[str, Any]) -> dict[str, Any]:
+    """A scorer recommendation as an output item set (one item for item-to-item)."""
+    return {
+        "items": [{"itemId": rec["itemId"], "name": rec.get("name", ""),
+                   "metadata": rec.get("metadata") or ""}],
+        "rating": rec["rating"],
+        "reasoning": list(rec.get("reasoning") or []),
+    }
