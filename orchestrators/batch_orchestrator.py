@@ -97,13 +97,22 @@ def _chunk_result(task: Any, name: str) -> dict:
             "message": sentence}
 
 
+def _prepare_input(context: df.DurableOrchestrationContext, args: dict) -> dict:
+    """Pin prepare to the blob version that started the run; pass the caller's job overrides."""
+    payload = {"instanceId": context.instance_id, "container": args["container"],
+               "name": args["name"]}
+    if args.get("etag"):
+        payload["etag"] = args["etag"]
+    if args.get("job"):
+        payload["job"] = args["job"]
+    return payload
+
+
 def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress,
          started: datetime) -> Gen:
     context.set_custom_status(progress.status())
     try:
-        prep = yield context.call_activity(prepare_batch, {
-            "instanceId": context.instance_id, "container": args["container"],
-            "name": args["name"]})
+        prep = yield context.call_activity(prepare_batch, _prepare_input(context, args))
     except Exception as exc:
         code, sentence = reason(exc)
         if code not in _INPUT_CODES:

@@ -24,8 +24,18 @@ def test_first_action_is_prepare_with_names_only(batch_run):
 
     assert run.names() == ["prepare_batch"]
     assert run.only(name="prepare_batch").input == {
-        "instanceId": RUN_ID, "container": "batch-input", "name": "daily/requests.json"}
+        "instanceId": RUN_ID, "container": "batch-input", "name": "daily/requests.json",
+        "etag": "0x8DC0FFEE"}
     assert run.custom_status["phase"] == "preparing"
+
+
+def test_caller_job_overrides_are_passed_to_prepare(batch_run):
+    run = batch_run()
+    run.input["job"] = {"numberOfResults": 3}
+
+    run.episode()
+
+    assert run.only(name="prepare_batch").input["job"] == {"numberOfResults": 3}
 
 
 @pytest.mark.parametrize("code", ["InvalidInput", "InputTooLarge"])
