@@ -77,11 +77,13 @@ def parse_build_request(body: dict[str, Any]) -> BuildRequest:
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 512:
         raise _bad("Body field 'description' must be a string of at most 512 characters.")
-    container = body.get("buildParameters") or {}
+    container = body.get("buildParameters")
+    container = {} if container is None else container
     if not isinstance(container, dict):
         raise _bad("Body field 'buildParameters' must be an object.")
     section = kind if kind in container else "sar"
-    params_in = container.get(section) or {}
+    params_in = container.get(section)
+    params_in = {} if params_in is None else params_in
     if not isinstance(params_in, dict):
         raise _bad(f"Body field 'buildParameters.{section}' must be an object.")
     values: dict[str, Any] = dict(_TYPE_DEFAULTS[kind])
