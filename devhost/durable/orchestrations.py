@@ -242,7 +242,7 @@ class Episode:
                     status, error = "Failed", str(exc)
                     break
                 recorded.append(ev.action_key(action))
-        if status == "Running" and continue_input is not None:
+        if status in ("Running", "Completed") and continue_input is not None:
             status = "ContinuedAsNew"
         self._commit(status, output, error, custom, recorded, input_text, continue_input)
         _log_outcome(self.id, self.inst["name"], status, error, bool(old))

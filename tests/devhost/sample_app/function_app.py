@@ -40,6 +40,11 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), mimetype="application/json")
 
 
+@app.route(route="setting/{name}", methods=["GET"])
+def setting(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(os.environ.get(req.route_params["name"], "<unset>"))
+
+
 @app.route(route="start/{name}", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
