@@ -430,3 +430,46 @@ def test_running_job_is_failed_after_a_restart(recoservice_factory, container, t
     again = submit(second, job_body(second, container))
     assert again.status_code == 202, again.text
     assert wait_op(second, again.headers["Operation-Location"])["status"] == "Succeeded"
+
+
+# ------------------------------------------------------------------------------- secrets
+
+
+def test_output_not_writable_fails_and_no_sas_reaches_status_listing_or_log(reco, container):
+    ids = catalog_ids(reco)
+    put_input(container, {"requests": [{"SeedItems": [ids[0]]}]})
+    body = job_body(reco, container)
+    body["output"] = location(container, "job/output.json", "r")  # read-only: upload fails
+
+    resp = submit(reco, body)
+    op = wait_op(reco, resp.headers["Operation-Location"])
+    listing = requests.get(f"{reco.base_url}/batchjobs", headers=reco.headers(), timeout=30)
+
+    assert op["status"] == "Failed"
+    assert "job/output.json" in op["message"]
+    signatures = [body[name]["sasBlobToken"].split("sig=")[1].split("&")[0]
+                  for name in ("input", "output", "error")]
+    log_text = reco.service.log.read_text(errors="replace")
+    for sig in signatures:
+        assert sig not in json.dumps(op)
+        assert sig not in listing.text
+        assert sig not in log_text
+
+
+def test_jobs_are_private_to_their_key_and_resource_location_shows_the_job(reco, container):
+    other_key = next(k for k in reco.service.extra["keys"] if k != reco.key)
+    put_input(container, {"requests": []})
+    resp = submit(reco, job_body(reco, container))
+    op = wait_op(reco, resp.headers["Operation-Location"])
+    batch_id = resp.json()["batchId"]
+
+    mine = requests.get(op["resourceLocation"], headers=reco.headers(), timeout=30)
+    theirs = requests.get(op["resourceLocation"], headers=reco.headers(other_key), timeout=30)
+    their_list = requests.get(f"{reco.base_url}/batchjobs", headers=reco.headers(other_key),
+                              timeout=30)
+
+    assert op["status"] == "Succeeded"
+    assert mine.status_code == 200 and mine.json()["id"] == batch_id
+    assert mine.json()["status"] == "Succeeded"
+    assert theirs.status_code == 404
+    assert batch_id not in their_list.text
