@@ -1,0 +1,10 @@
+"""The starters: the blob trigger and the HTTP API, all on :data:`bp`."""
+
+from __future__ import annotations
+
+from triggers.blob_start import start_batch_from_blob
+from triggers.blueprint import bp
+from triggers.http_batches import get_batch, start_batch
+from triggers.http_cancel import cancel_batch
+
+__all__ = ["bp", "start_batch_from_blob", "start_batch", "get_batch", "cancel_batch"]

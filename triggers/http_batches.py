@@ -1,0 +1,154 @@
+"""HTTP API ``POST /api/batches`` (start a run) and ``GET /api/batches/{id}`` (its progress).
+
+Inline requests are first saved to the input container as ``http/<content hash>.json`` (job
+overrides as the file's top-level ``"job"``), so every run starts from a blob and the blob
+trigger computes the same instance id when it sees the file: it starts nothing new. Posting the
+same body twice finds the same blob version, hence the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+
+from recobatch import naming, storage
+from recobatch.errors import InputError
+from recobatch.jobspec import JobSettings
+from recobatch.settings import Settings
+from triggers.blueprint import bp
+from triggers.http_common import (
+    BatchRequest,
+    HttpError,
+    bad_request,
+    instance_id_of,
+    json_response,
+    parse_batch_request,
+    settings_or_error,
+)
+from triggers.starting import exists, run_input, start_once
+
+log = logging.getLogger(__name__)
+INLINE_PREFIX = "http/"
+
+
+def _storage_failed(what: str, exc: Exception) -> HttpError:
+    log.error("storage failure while %s: %s", what, type(exc).__name__)
+    return HttpError(503, "StorageError", f"storage is unavailable while {what}; retry later.")
+
+
+def _save_inline(batch: BatchRequest, settings: Settings) -> tuple[str, str, int]:
+    """Save inline requests as a seed file; return ``(name, etag, size)`` of that version."""
+    document = {"requests": batch.requests}
+    if batch.job:
+        document["job"] = batch.job
+    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    if len(data) > settings.max_input_bytes:
+        raise HttpError(413, "InputTooLarge", f"the requests are {len(data):,} bytes, over the "
+                        f"{settings.max_input_bytes:,}-byte limit (BATCH_MAX_INPUT_BYTES).")
+    name = f"{INLINE_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.json"
+    try:
+        container = storage.ensure_container(storage.service_client(settings),
+                                             settings.input_container)
+        blob = container.get_blob_client(name)
+        try:
+            # Never overwrite: the same body keeps its blob version, hence its run.
+            blob.upload_blob(data, overwrite=False,
+                             content_settings=ContentSettings(content_type="application/json"))
+        except ResourceExistsError:
+            pass
+        props = blob.get_blob_properties()
+    except AzureError as exc:
+        raise _storage_failed("saving the requests", exc) from None
+    return name, str(props.etag), int(props.size)
+
+
+def _existing_blob(batch: BatchRequest, settings: Settings) -> tuple[str, str, int]:
+    assert batch.blob is not None
+    try:
+        client = storage.service_client(settings).get_blob_client(settings.input_container,
+                                                                  batch.blob)
+        props = client.get_blob_properties()
+    except ResourceNotFoundError:
+        raise bad_request(f"input.blob: there is no blob {batch.blob!r} in the input "
+                          f"container {settings.input_container}.") from None
+    except AzureError as exc:
+        raise _storage_failed("reading the input blob", exc) from None
+    return batch.blob, str(props.etag), int(props.size)
+
+
+async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    batch = parse_batch_request(req)
+    settings = settings_or_error()
+    try:
+        JobSettings.from_settings(settings).with_overrides(batch.job)
+    except InputError as exc:
+        raise bad_request(exc.message) from None
+    if batch.requests is not None:
+        name, etag, size = _save_inline(batch, settings)
+        job: dict = {}  # the overrides travel inside the saved file
+    else:
+        name, etag, size = _existing_blob(batch, settings)
+        job = batch.job
+    container = settings.input_container
+    instance_id = naming.instance_id(container, name, etag)
+    if job and await exists(client, instance_id):
+        raise HttpError(409, "Conflict", f"run {instance_id} for this blob version exists "
+                        "already; job overrides only apply to a new run (post the requests "
+                        "inline, or upload the file with a top-level \"job\").")
+    started = await start_once(client, instance_id,
+                               run_input(container, name, etag, size, job, settings))
+    check = client.create_check_status_response(req, instance_id)
+    body = json.loads(check.get_body())
+    body.update(instanceId=instance_id, started=started,
+                input={"container": container, "name": name},
+                output=f"{settings.output_container}/{naming.output_prefix(name)}")
+    return json_response(body, 202, headers={k: v for k, v in check.headers.items()
+                                             if k.lower() != "content-type"})
+
+
+@bp.route(route="batches", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def start_batch(req: func.HttpRequest,
+                      client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Start a run for a blob in the input container or for inline requests (202)."""
+    try:
+        return await _start(req, client)
+    except HttpError as exc:
+        return exc.response()
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@bp.route(route="batches/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_batch(req: func.HttpRequest,
+                    client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """A run's runtime status and progress (requests, chunks, output location); 404 unknown."""
+    try:
+        instance_id = instance_id_of(req)
+    except HttpError as exc:
+        return exc.response()
+    status = await client.get_status(instance_id)
+    if status.runtime_status is None:
+        return HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.").response()
+    progress = status.custom_status if isinstance(status.custom_status, dict) else {}
+    if isinstance(status.custom_status, str):
+        try:
+            progress = json.loads(status.custom_status)
+        except ValueError:
+            progress = {}
+    return json_response({
+        "instanceId": instance_id, "runtimeStatus": status.runtime_status.value,
+        "createdTime": _iso(status.created_time), "lastUpdatedTime": _iso(status.last_updated_time),
+        "phase": progress.get("phase"), "requests": progress.get("requests"),
+        "chunks": progress.get("chunks"), "runningChunks": progress.get("runningChunks", []),
+        "output": progress.get("output"), "result": status.output})

@@ -1,0 +1,67 @@
+"""HTTP API ``POST /api/batches/{id}/cancel``: stop a run, keeping what finished.
+
+Order matters: the ``_CANCEL`` flag is written first, then ``cancel`` is raised to the run and to
+each chunk listed in its custom status. A chunk that starts after we read that list checks the
+flag before submitting, so no chunk slips through.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from orchestrators.blueprint import CANCEL_EVENT
+from recobatch import naming, storage
+from recobatch.errors import StorageError
+from triggers.blueprint import bp
+from triggers.http_common import HttpError, instance_id_of, json_response, settings_or_error
+
+log = logging.getLogger(__name__)
+FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
+
+
+async def _cancel(req: func.HttpRequest,
+                  client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    instance_id = instance_id_of(req)
+    status = await client.get_status(instance_id)
+    if status.runtime_status is None:
+        raise HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.")
+    if status.runtime_status.value in FINISHED:
+        raise HttpError(409, "Conflict", f"run {instance_id} has already finished "
+                        f"({status.runtime_status.value}).")
+    settings = settings_or_error()
+    try:
+        work = storage.ensure_container(storage.service_client(settings), settings.work_container)
+        storage.upload_bytes(work.get_blob_client(naming.cancel_blob(instance_id)),
+                             datetime.now(UTC).isoformat().encode(), "text/plain")
+    except (AzureError, StorageError) as exc:
+        log.error("cannot write the cancel flag of %s: %s", instance_id, type(exc).__name__)
+        raise HttpError(503, "StorageError", "storage is unavailable; retry later.") from None
+    await client.raise_event(instance_id, CANCEL_EVENT, None)
+    progress = status.custom_status if isinstance(status.custom_status, dict) else {}
+    signalled = []
+    for child in progress.get("runningChunks") or []:
+        try:
+            await client.raise_event(child, CANCEL_EVENT, None)
+            signalled.append(child)
+        except Exception as exc:  # the chunk may have just finished: nothing left to stop
+            log.info("cancel not delivered to %s: %s", child, exc)
+    log.info("cancel requested for %s (%d running chunks signalled)", instance_id,
+             len(signalled))
+    return json_response({"instanceId": instance_id, "cancelRequested": True,
+                          "chunksSignalled": signalled}, 202)
+
+
+@bp.route(route="batches/{id}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def cancel_batch(req: func.HttpRequest,
+                       client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Cancel a running run (202); 404 when unknown, 409 when it has already finished."""
+    try:
+        return await _cancel(req, client)
+    except HttpError as exc:
+        return exc.response()

@@ -1,0 +1,119 @@
+"""Shared pieces of the HTTP API: JSON answers, error bodies, the POST body's validation.
+
+Errors answer ``{"error": {"code": ..., "message": ...}}``; a message names the field at fault
+(``input.requests[3] must be a JSON object``) and never echoes keys or tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+
+from recobatch.errors import ConfigurationError
+from recobatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+INSTANCE_ID_RE = re.compile(r"^rb-[0-9a-f]{32}$")
+
+
+class HttpError(Exception):
+    """An answer other than success, raised anywhere in a handler and turned into JSON."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> func.HttpResponse:
+        return json_response({"error": {"code": self.code, "message": self.message}},
+                             self.status)
+
+
+def bad_request(message: str) -> HttpError:
+    return HttpError(400, "BadRequest", message)
+
+
+def json_response(body: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status,
+                             headers=headers, mimetype="application/json")
+
+
+def settings_or_error() -> Settings:
+    """The app settings, or a 500 naming the missing/invalid setting (and logged)."""
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        log.error("configuration error: %s", exc.message)
+        raise HttpError(500, exc.code, exc.message) from None
+
+
+def instance_id_of(req: func.HttpRequest) -> str:
+    """The ``{id}`` route parameter; ids we never issue are unknown (404)."""
+    instance_id = (req.route_params or {}).get("id", "")
+    if not INSTANCE_ID_RE.match(instance_id):
+        raise HttpError(404, "NotFound", f"no batch run with id {instance_id[:80]!r}.")
+    return instance_id
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """A validated ``POST /api/batches`` body: exactly one of ``blob`` or ``requests``."""
+
+    blob: str | None = None
+    requests: list[dict] | None = None
+    job: dict = field(default_factory=dict)
+
+
+def parse_batch_request(req: func.HttpRequest) -> BatchRequest:
+    """Validate the body ``{"input": {"blob": name} | {"requests": [...]}, "job": {...}}``.
+
+    Raises
+    ------
+    HttpError
+        400 naming the field at fault.
+    """
+    try:
+        body = json.loads(req.get_body() or b"null")
+    except ValueError:
+        raise bad_request("the body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise bad_request('the body must be a JSON object: {"input": {"blob": "<name>"} or '
+                          '{"input": {"requests": [...]}}, optionally "job": {...}.')
+    unknown = sorted(set(body) - {"input", "job"})
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r} (known: input, job).")
+    job = body.get("job", {})
+    if job is None:
+        job = {}
+    if not isinstance(job, dict):
+        raise bad_request("job must be a JSON object of job settings.")
+    source = body.get("input")
+    if not isinstance(source, dict):
+        raise bad_request('input is required: {"blob": "<name>"} or {"requests": [...]}.')
+    if set(source) == {"blob"}:
+        return BatchRequest(blob=_blob_name(source["blob"]), job=job)
+    if set(source) == {"requests"}:
+        return BatchRequest(requests=_requests(source["requests"]), job=job)
+    raise bad_request("input must have exactly one of blob or requests.")
+
+
+def _blob_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("input.blob must be the name of a blob in the input container.")
+    if value.startswith("/") or ".." in value.split("/") or len(value) > 1024:
+        raise bad_request("input.blob must be a plain blob name (no leading /, no ..).")
+    return value
+
+
+def _requests(value: Any) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise bad_request("input.requests must be a non-empty JSON array of requests.")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise bad_request(f"input.requests[{index}] must be a JSON object.")
+    return value
