@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from recobatch.errors import (
@@ -100,13 +101,8 @@ class RecoClient:
         url = f"{self.endpoint}{path}"
         try:
             resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.Timeout:
-            raise TransientError(f"the Recommendations service did not answer {method} {path} "
-                                 f"within {self.timeout[1]:g} s.",
-                                 operation_id=operation_id) from None
         except requests.RequestException as exc:
-            raise TransientError(f"cannot reach the Recommendations service ({method} {path}): "
-                                 f"{type(exc).__name__}.", operation_id=operation_id) from None
+            raise _transport_error(exc, method, path, self.timeout[1], operation_id) from None
         raise_for_response(resp, operation_id=operation_id, secrets=(self._key,))
         return resp
 
@@ -184,6 +180,18 @@ def raise_for_response(resp: requests.Response, operation_id: str | None = None,
                              f"{where}{detail}.", **info)
     raise UpstreamRejected(f"the Recommendations service rejected {where} ({status})"
                            f"{detail}.", **info)
+
+
+def _transport_error(exc: requests.RequestException, method: str, path: str,
+                     read_timeout: float, operation_id: str | None) -> TransientError:
+    """A timeout or connection failure as ``TransientError`` (the URL is not shown)."""
+    # After urllib3 retries, a read timeout arrives wrapped in requests.ConnectionError.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
+        return TransientError(f"the Recommendations service did not answer {method} {path} "
+                              f"within {read_timeout:g} s.", operation_id=operation_id)
+    return TransientError(f"cannot reach the Recommendations service ({method} {path}): "
+                          f"{type(exc).__name__}.", operation_id=operation_id)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -1,0 +1,43 @@
+"""Fixtures for library tests: app settings pointing at the real Azurite and recoservice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from recobatch.settings import Settings, get_settings, load_settings
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
+            recoservice) -> Iterator[dict[str, str]]:
+    """Environment of the function app for one test (settings cache cleared around it)."""
+    env = {
+        "AzureWebJobsStorage": storage_connection_string,
+        "RECO_ENDPOINT": recoservice.base_url,
+        "RECO_SUBSCRIPTION_KEY": recoservice.key,
+        "RECO_MODEL_ID": recoservice.demo_model_id,
+        "POLL_INITIAL_SECONDS": "1",
+        "JOB_TIMEOUT_MINUTES": "30",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def app_settings(app_env: dict[str, str]) -> Settings:
+    return load_settings(app_env)
+
+
+@pytest.fixture
+def demo_items(recoservice) -> list[str]:
+    """Real item ids of the demo model's catalog."""
+    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
+                        params={"$top": 50}, headers=recoservice.headers(), timeout=30)
+    resp.raise_for_status()
+    return [item["id"] for item in resp.json()["value"]]

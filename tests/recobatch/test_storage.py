@@ -1,0 +1,112 @@
+"""SAS scope and expiry, and block streams, against real Azurite."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobClient
+
+from recobatch import storage
+
+
+def _client(location: storage.BlobLocation) -> BlobClient:
+    return BlobClient.from_blob_url(location.base_location + location.relative_location
+                                    + location.sas_token, retry_total=0)
+
+
+def test_read_sas_reads_its_blob_only_and_cannot_write(container):
+    blob = container.get_blob_client("a/in.json")
+    blob.upload_blob(b'{"requests": []}')
+    container.get_blob_client("a/other.json").upload_blob(b"other")
+    location = storage.sas_location(blob, "r", storage.sas_expiry(60))
+
+    assert _client(location).download_blob().readall() == b'{"requests": []}'
+    with pytest.raises(HttpResponseError) as write:
+        _client(location).upload_blob(b"overwrite", overwrite=True)
+    assert write.value.status_code == 403
+    other = storage.BlobLocation(location.base_location,
+                                 location.relative_location.replace("in.json", "other.json"),
+                                 location.sas_token)
+    with pytest.raises(HttpResponseError) as cross:
+        _client(other).download_blob().readall()
+    assert cross.value.status_code == 403
+
+
+def test_write_sas_creates_its_blob_and_cannot_read(container):
+    blob = container.get_blob_client("a/out.json")
+    location = storage.sas_location(blob, "cw", storage.sas_expiry(60))
+
+    _client(location).upload_blob(b"written", overwrite=True)
+
+    assert blob.download_blob().readall() == b"written"
+    with pytest.raises(HttpResponseError) as read:
+        _client(location).download_blob().readall()
+    assert read.value.status_code == 403
+
+
+def test_sas_expiry_is_job_timeout_plus_margin_and_location_is_v4_shaped(container):
+    blob = container.get_blob_client("x/in.json")
+    before = datetime.now(UTC)
+    expiry = storage.sas_expiry(360, now=before)
+
+    location = storage.sas_location(blob, "r", expiry)
+
+    query = parse_qs(location.sas_token.lstrip("?"))
+    assert location.sas_token.startswith("?")
+    assert query["sp"] == ["r"]
+    assert query["sr"] == ["b"]
+    se = datetime.strptime(query["se"][0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(se - (before + timedelta(minutes=375))) < timedelta(seconds=2)
+    assert location.base_location.endswith("/")
+    assert location.relative_location == f"{container.container_name}/x/in.json"
+    assert "sig=" not in repr(location)
+
+
+def test_expired_sas_is_refused(container):
+    blob = container.get_blob_client("old.json")
+    blob.upload_blob(b"x")
+    location = storage.sas_location(blob, "r", datetime.now(UTC) - timedelta(minutes=1))
+
+    with pytest.raises(HttpResponseError) as info:
+        _client(location).download_blob().readall()
+
+    assert info.value.status_code == 403
+
+
+def test_blob_writer_uploads_in_blocks_with_size_and_md5(container, monkeypatch):
+    monkeypatch.setattr(storage, "BLOCK_SIZE", 1000)
+    blob = container.get_blob_client("big.bin")
+    data = bytes(range(256)) * 30
+    writer = storage.BlobWriter(blob, "application/octet-stream")
+
+    for start in range(0, len(data), 333):
+        writer.write(data[start:start + 333])
+    assert not blob.exists()  # nothing visible before commit
+    writer.close()
+
+    assert blob.download_blob().readall() == data
+    assert writer.size == len(data)
+    assert writer.md5_base64 == base64.b64encode(hashlib.md5(data).digest()).decode()
+    blocks = blob.get_block_list()[0]
+    assert len(blocks) == 6  # 7,680 bytes in blocks of at least 1,000 (whole writes)
+    assert all(block.size < 1000 + 333 for block in blocks)
+
+
+def test_blob_reader_streams_lines_and_pins_the_etag(container):
+    blob = container.get_blob_client("lines.jsonl")
+    blob.upload_blob(b"".join(b'{"n": %d}\n' % n for n in range(5000)))
+    etag = blob.get_blob_properties().etag
+
+    with storage.open_reader(blob, etag) as reader:
+        lines = list(reader)
+
+    assert len(lines) == 5000 and lines[-1] == b'{"n": 4999}\n'
+    blob.upload_blob(b"changed", overwrite=True)
+    from recobatch.errors import InputError
+    with pytest.raises(InputError):
+        storage.open_reader(blob, etag)
