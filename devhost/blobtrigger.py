@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import azure.functions as func
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.functions.blob import InputStream
 from azure.storage.blob import BlobServiceClient
 
 from devhost.durable.store import Store
@@ -138,7 +138,7 @@ class BlobTrigger:
                        (self.info.name, self.path.container, blob.name, blob.etag, status,
                         attempts, time.time()))
 
-    def _stream(self, blob: Any) -> func.InputStream:
+    def _stream(self, blob: Any) -> InputStream:
         client = self.service.get_blob_client(self.path.container, blob.name)
         downloader = client.download_blob(etag=blob.etag, match_condition=_if_match())
         data = downloader.readall()
@@ -154,9 +154,10 @@ class BlobTrigger:
             "ContentMD5": base64.b64encode(md5).decode() if md5 else None,
             "BlobType": "BlockBlob",
         }
-        return func.InputStream(data=data, name=f"{self.path.container}/{blob.name}",
-                                uri=client.url, length=props.size,
-                                blob_properties=properties, metadata=dict(props.metadata or {}))
+        # the worker's concrete class (func.InputStream is its abstract base)
+        return InputStream(data=data, name=f"{self.path.container}/{blob.name}",
+                           uri=client.url, length=props.size,
+                                   blob_properties=properties, metadata=dict(props.metadata or {}))
 
 
 def _if_match() -> Any:

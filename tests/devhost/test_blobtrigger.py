@@ -1,0 +1,67 @@
+"""Blob triggers: once per blob version, again on re-upload, across restarts; poison."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+from devhost_testkit import DevHost
+
+
+def _fires(host: DevHost) -> list[dict]:
+    path = host.side_effect("blob-fires.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _wait_fires(host: DevHost, count: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fires = _fires(host)
+        if len(fires) >= count:
+            return fires
+        time.sleep(0.1)
+    raise AssertionError(f"{len(_fires(host))} fires, wanted {count}\n{host.service.log_tail()}")
+
+
+def test_fires_once_per_etag_again_on_reupload_and_not_after_restart(
+        devhost_factory, container, blob_service: BlobServiceClient, tmp_path: Path) -> None:
+    workdir = tmp_path / "blobhost"
+    host = devhost_factory(workdir, container=container.container_name)
+    first = container.upload_blob("in/requests.json", b'{"v": 1}').get_blob_properties()
+    container.upload_blob("elsewhere/ignored.json", b"{}")  # outside the trigger path
+
+    fires = _wait_fires(host, 1)
+    time.sleep(3)  # several polls: the same version must not fire again
+    assert len(_fires(host)) == 1
+    etag = fires[0].pop("etag")
+    assert fires[0] == {"name": f"{container.container_name}/in/requests.json", "length": 8,
+                        "uri": f"{container.url}/in/requests.json", "data": '{"v": 1}'}
+    # blob_properties["ETag"] is quoted, as in the HTTP header the host reads it from
+    assert etag.startswith('"') and etag.strip('"') == first.etag.strip('"')
+
+    second = container.upload_blob("in/requests.json", b'{"v": 2}',
+                                   overwrite=True).get_blob_properties()
+    fires = _wait_fires(host, 2)
+    assert fires[1]["etag"].strip('"') == second.etag.strip('"') != first.etag.strip('"')
+
+    host.service.stop()
+    host = devhost_factory(workdir, container=container.container_name)
+    time.sleep(3)
+    assert len(_fires(host)) == 2  # receipts survived the restart
+    container.upload_blob("in/other.json", b"x")
+    assert _wait_fires(host, 3)[2]["name"].endswith("/in/other.json")
+
+
+def test_poison_after_five_failed_attempts(devhost_factory, container) -> None:
+    host = devhost_factory(container=container.container_name)
+    container.upload_blob("in/poison.json", b"boom")
+
+    _wait_fires(host, 5)
+    time.sleep(4)  # no sixth attempt
+
+    assert len(_fires(host)) == 5
+    assert "is poison for on_blob after 5 attempts" in host.service.log.read_text()
