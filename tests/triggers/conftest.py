@@ -7,6 +7,7 @@ with a real ``DurableOrchestrationClient``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -119,6 +120,15 @@ def app_env(app: TriggerApp, monkeypatch: pytest.MonkeyPatch) -> Iterator[Trigge
     get_settings.cache_clear()
     yield app
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def run_async() -> Iterator[Any]:
+    """Run coroutines on one loop: the Durable SDK keeps one aiohttp session per process,
+    bound to the loop of its first call."""
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
 
 
 @pytest.fixture
