@@ -12,6 +12,8 @@ import asyncio
 import importlib.util
 import inspect
 import sys
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,11 +101,23 @@ def describe_line(info: FunctionInfo, base_url: str, route_prefix: str) -> str:
     return f"{info.name}: {info.trigger_type}"
 
 
+class InvocationContext:
+    """The ``context`` argument a function may declare (the worker's ``func.Context``)."""
+
+    def __init__(self, info: FunctionInfo) -> None:
+        self.invocation_id = str(uuid.uuid4())
+        self.function_name = info.name
+        self.function_directory = str(Path.cwd())
+        self.thread_local_storage = threading.local()
+        self.trace_context = None
+        self.retry_context = None
+
+
 async def invoke(info: FunctionInfo, kwargs: dict[str, Any]) -> Any:
     """Call a function like the worker: coroutines on this loop, plain functions on a thread."""
     wanted = inspect.signature(info.func).parameters
     if "context" in wanted and "context" not in kwargs:
-        kwargs["context"] = None
+        kwargs["context"] = InvocationContext(info)
     if inspect.iscoroutinefunction(info.func):
         return await info.func(**kwargs)
     result = await asyncio.get_running_loop().run_in_executor(None, lambda: info.func(**kwargs))

@@ -112,6 +112,10 @@ def test_sub_orchestrations_complete_and_failures_reach_the_parent(devhost: DevH
     assert child["runtimeStatus"] == "Completed" and child["output"] == ["Hello c"]
     generated = devhost.status(f"{instance}:0").json()
     assert generated["name"] == "sequence" and generated["runtimeStatus"] == "Completed"
+    events = _events(body)  # the failing child was retried once, under the same id
+    assert events.count("SubOrchestrationInstanceCreated") == 4
+    assert events.count("SubOrchestrationInstanceFailed") == 2
+    assert devhost.status(f"{instance}:2").json()["runtimeStatus"] == "Failed"
 
 
 def test_continue_as_new_restarts_with_new_input(devhost: DevHost) -> None:

@@ -116,7 +116,9 @@ def parent(context: df.DurableOrchestrationContext):
     second = context.call_sub_orchestrator(sequence, ["c"], f"{context.instance_id}-child")
     results = yield context.task_all([first, second])
     try:
-        yield context.call_sub_orchestrator(always_fails, None)
+        retry = df.RetryOptions(first_retry_interval_in_milliseconds=1000,
+                                max_number_of_attempts=2)
+        yield context.call_sub_orchestrator_with_retry(always_fails, retry, None)
         failure = None
     except Exception as exc:
         failure = str(exc)
