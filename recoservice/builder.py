@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recoservice.errors import ApiError
+from recoservice.imports import EVENT_NAMES
 from recoservice.sar import EVENT_WEIGHTS, SarModel, SarParams
 from recoservice.scoring import save_ids
 from recoservice.state import State, now_iso
@@ -191,26 +192,35 @@ def run_build(state: State, model_id: str, build_id: int, operation_id: str | No
 
 
 def _load_usage(state: State, model_id: str):
-    """Catalog item ids (index order) and usage as index arrays; 400-style error if empty."""
+    """Catalog item ids (index order) and all usage as index arrays; error if either is empty."""
     with state.db() as conn:
         item_ids = [r[0] for r in conn.execute(
             "SELECT item_id FROM catalog_items WHERE model_id = ? ORDER BY seq", (model_id,))]
-        rows = conn.execute("SELECT user_id, item_id, ts, event FROM usage_events "
-                            "WHERE model_id = ?", (model_id,)).fetchall()
+        file_ids = [r[0] for r in conn.execute(
+            "SELECT id FROM usage_files WHERE model_id = ? ORDER BY created, id", (model_id,))]
     if not item_ids:
         raise ApiError(400, "NoCatalog", "The model has no catalog; upload one before building.")
-    if not rows:
+    catalog = {item: n for n, item in enumerate(item_ids)}
+    parts = []
+    for file_id in file_ids:
+        with np.load(state.usage_path(model_id, file_id), allow_pickle=False) as npz:
+            parts.append({name: npz[name] for name in npz.files})
+    if not parts or not sum(len(p["ts"]) for p in parts):
         raise ApiError(400, "NoUsage", "The model has no usage data; upload some before "
                        "building.")
-    user_col, item_col, ts_col, event_col = zip(*rows, strict=True)
-    user_ids, users = np.unique(np.asarray(user_col, dtype=str), return_inverse=True)
-    catalog = np.asarray(item_ids, dtype=str)
-    order = np.argsort(catalog)
-    # Usage only holds catalog items (checked at import), so every lookup hits.
-    items = order[np.searchsorted(catalog[order], np.asarray(item_col, dtype=str))]
-    weights = np.asarray([EVENT_WEIGHTS.get(e, 1.0) for e in event_col], dtype=np.float64)
-    return (item_ids, users.astype(np.int64), items.astype(np.int64),
-            np.asarray(ts_col, dtype=np.float64), weights, user_ids.tolist())
+    # Each file dictionary-encodes its ids; map them to catalog indices and global users.
+    items = np.concatenate([
+        np.asarray([catalog[i] for i in p["item_ids"].tolist()], dtype=np.int64)[p["item_code"]]
+        if len(p["item_ids"]) else np.zeros(0, dtype=np.int64) for p in parts])
+    user_ids, inverse = np.unique(np.concatenate([p["user_ids"] for p in parts]),
+                                  return_inverse=True)
+    offsets = np.cumsum([0] + [len(p["user_ids"]) for p in parts])
+    users = np.concatenate([inverse[offsets[n] + p["user_code"]] for n, p in enumerate(parts)])
+    weights = np.asarray([EVENT_WEIGHTS[name] for name in EVENT_NAMES], dtype=np.float64)
+    events = np.concatenate([p["event"] for p in parts]).astype(np.int64)
+    times = np.concatenate([p["ts"] for p in parts])
+    return (item_ids, users.astype(np.int64), items, times, weights[events],
+            user_ids.tolist())
 
 
 def start_build(state: State, model_id: str, build_id: int, operation_id: str | None) -> None:

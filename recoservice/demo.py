@@ -39,7 +39,7 @@ def ensure_demo(state: State) -> str:
     else:
         model_id = str(row["id"])
     with state.db() as conn:
-        has_usage = conn.execute("SELECT 1 FROM usage_events WHERE model_id = ? LIMIT 1",
+        has_usage = conn.execute("SELECT 1 FROM usage_files WHERE model_id = ? LIMIT 1",
                                  (model_id,)).fetchone() is not None
     if not has_usage:
         catalog, usage = generate(DEMO_ITEMS, DEMO_USERS, DEMO_SEED)

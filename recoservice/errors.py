@@ -91,8 +91,12 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [f"{_field_name(err.get('loc', ()))}: {err.get('msg', 'invalid')}"
-                for err in exc.errors()]
+    problems = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            problems.append(f"request body is not valid JSON ({err.get('msg', 'invalid')})")
+        else:
+            problems.append(f"{_field_name(err.get('loc', ()))}: {err.get('msg', 'invalid')}")
     return error_response(400, "BadArgument", "; ".join(problems) or "invalid request")
 
 

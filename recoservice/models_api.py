@@ -120,10 +120,14 @@ def delete_model(model_id: str, request: Request) -> Response:
     with state.db() as conn:
         builds = [r["id"] for r in conn.execute("SELECT id FROM builds WHERE model_id = ?",
                                                 (model_id,))]
+        files = [r["id"] for r in conn.execute("SELECT id FROM usage_files WHERE model_id = ?",
+                                               (model_id,))]
         for table, column in (("catalog_items", "model_id"), ("catalog_meta", "model_id"),
-                              ("usage_events", "model_id"), ("usage_files", "model_id"),
+                              ("usage_files", "model_id"),
                               ("builds", "model_id"), ("models", "id")):
             conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (model_id,))
+    for file_id in files:
+        state.usage_path(model_id, file_id).unlink(missing_ok=True)
     for build_id in builds:
         for path in (state.build_path(model_id, build_id), state.ids_path(model_id, build_id)):
             path.unlink(missing_ok=True)

@@ -1,10 +1,11 @@
 """Durable state of recoservice: one SQLite database under ``--state-dir`` plus model files.
 
-Tables: ``models``, ``catalog_items``, ``usage_files``, ``usage_events``, ``builds``,
-``operations`` (other modules may add their own, e.g. ``batch_jobs``). Built SAR models are
-``.npz`` files under ``<state-dir>/builds/``. A restarted service keeps all of it; operations
-and builds that were still in flight are marked ``Failed`` at start, because the thread that
-ran them died with the old process.
+Tables: ``models``, ``catalog_items``, ``catalog_meta``, ``usage_files``, ``builds``,
+``operations`` (other modules may add their own, e.g. ``batch_jobs``). Big arrays are ``.npz``
+files: usage events under ``<state-dir>/usage/``, built SAR models under
+``<state-dir>/builds/``. A restarted service keeps all of it; operations and builds that were
+still in flight are marked ``Failed`` at start, because the thread that ran them died with the
+old process.
 
 Thread safety: every thread gets its own connection (``db()``); SQLite in WAL mode serialises
 writers and a generous busy timeout makes them wait instead of failing.
@@ -44,10 +45,6 @@ CREATE TABLE IF NOT EXISTS catalog_meta (
 CREATE TABLE IF NOT EXISTS usage_files (
     id TEXT PRIMARY KEY, model_id TEXT NOT NULL, display_name TEXT NOT NULL,
     created TEXT NOT NULL, size_bytes INTEGER NOT NULL, imported INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS usage_events (
-    model_id TEXT NOT NULL, file_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL, ts REAL NOT NULL, event TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS usage_model ON usage_events (model_id);
 CREATE TABLE IF NOT EXISTS builds (
     id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
     type TEXT NOT NULL, status TEXT NOT NULL, status_message TEXT NOT NULL DEFAULT '',
@@ -79,6 +76,8 @@ class State:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.builds_dir = self.state_dir / "builds"
         self.builds_dir.mkdir(exist_ok=True)
+        self.usage_dir = self.state_dir / "usage"
+        self.usage_dir.mkdir(exist_ok=True)
         self.path = self.state_dir / "recoservice.db"
         self._local = threading.local()
         # executescript manages its own transaction, so it runs outside db().
@@ -217,6 +216,9 @@ class State:
 
     def build_path(self, model_id: str, build_id: int) -> Path:
         return self.builds_dir / f"{model_id}-{build_id}.sar.npz"
+
+    def usage_path(self, model_id: str, file_id: str) -> Path:
+        return self.usage_dir / f"{model_id}-{file_id}.npz"
 
     def ids_path(self, model_id: str, build_id: int) -> Path:
         return self.builds_dir / f"{model_id}-{build_id}.ids.npz"
