@@ -1,0 +1,199 @@
+"""The one-command local run: Azurite + recoservice (--demo) + devhost, wired together.
+
+``python -m devhost.run`` (``make run``) starts the three services with settings that point at
+each other, prints where to drop files and how to call the HTTP API, and runs until Ctrl+C.
+``python -m devhost.run --demo`` (``make demo``) also submits ``samples/input.json`` and a
+generated ``samples/large.jsonl`` (> 5 MB), shows progress until both markers appear, prints
+the ``_SUCCESS`` manifest and the first results, then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from devhost.services import REPO_ROOT, Service, start_azurite, start_devhost, start_recoservice
+
+RUN_DIR = REPO_ROOT / ".run"
+SAMPLES = REPO_ROOT / "samples"
+
+
+def _demo_model_id(base_url: str, key: str) -> str:
+    resp = requests.get(f"{base_url}/models", headers={"Ocp-Apim-Subscription-Key": key},
+                        timeout=30)
+    resp.raise_for_status()
+    for model in resp.json()["models"]:
+        if model["name"] == "demo":
+            return str(model["id"])
+    raise RuntimeError("recoservice --demo did not create the demo model")
+
+
+def _demo_item_ids(base_url: str, key: str, model_id: str, count: int) -> list[str]:
+    resp = requests.get(f"{base_url}/models/{model_id}/catalog",
+                        params={"$top": count}, headers={"Ocp-Apim-Subscription-Key": key},
+                        timeout=30)
+    resp.raise_for_status()
+    return [item["id"] for item in resp.json()["value"]]
+
+
+def app_settings(azurite: Service, reco: Service, key: str, model_id: str) -> dict[str, str]:
+    """The function app's settings for a local run (what local.settings.json would hold)."""
+    return {
+        "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "RECO_ENDPOINT": str(reco.extra["base_url"]),
+        "RECO_SUBSCRIPTION_KEY": key,
+        "RECO_MODEL_ID": model_id,
+        "POLL_INITIAL_SECONDS": os.environ.get("POLL_INITIAL_SECONDS", "1"),
+        "POLL_MAX_SECONDS": os.environ.get("POLL_MAX_SECONDS", "5"),
+    }
+
+
+def write_large_sample(path: Path, item_ids: list[str], min_bytes: int = 5_500_000) -> int:
+    """Write a JSON Lines input of more than ``min_bytes`` bytes; returns the request count."""
+    rng = random.Random(7)
+    count = 0
+    size = 0
+    with path.open("w", encoding="utf-8") as out:
+        while size < min_bytes:
+            seeds = rng.sample(item_ids, rng.randint(1, 3))
+            line = json.dumps({"SeedItems": seeds}) + "\n"
+            out.write(line)
+            size += len(line)
+            count += 1
+    return count
+
+
+def _progress(label: str, done: int, total: int, width: int = 30) -> None:
+    filled = int(width * done / total) if total else 0
+    sys.stdout.write(f"\r  {label:<14} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stdout.flush()
+
+
+def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id: str,
+             key: str, reco_base: str, timeout: float = 600) -> int:
+    """Upload the samples, follow both runs to their markers, print what they produced."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    item_ids = _demo_item_ids(reco_base, key, model_id, 500)
+    SAMPLES.mkdir(exist_ok=True)
+    large = SAMPLES / "large.jsonl"
+    n_large = write_large_sample(large, item_ids)
+    print(f"generated {large.relative_to(REPO_ROOT)}: {n_large} requests, "
+          f"{large.stat().st_size / 1e6:.1f} MB")
+    inputs = blob_service.get_container_client("batch-input")
+    if not inputs.exists():
+        inputs.create_container()
+    for path in (SAMPLES / "input.json", large):
+        with path.open("rb") as data:
+            inputs.upload_blob(path.name, data, overwrite=True)
+        print(f"uploaded {path.name} to batch-input")
+    outputs = blob_service.get_container_client("batch-output")
+    pending = {"input": None, "large": None}
+    deadline = time.monotonic() + timeout
+    status_url = f"http://127.0.0.1:{devhost.port}/api/batches"
+    while pending and time.monotonic() < deadline:
+        for stem in list(pending):
+            for marker in ("_SUCCESS", "_FAILED"):
+                try:
+                    body = outputs.get_blob_client(f"{stem}/{marker}").download_blob().readall()
+                except ResourceNotFoundError:
+                    continue
+                pending.pop(stem)
+                print(f"\n{stem}: {marker}")
+                print(json.dumps(json.loads(body), indent=2)[:3000])
+                if marker == "_SUCCESS":
+                    results = json.loads(outputs.get_blob_client(f"{stem}/results.json")
+                                         .download_blob().readall())["results"]
+                    print(f"{stem}: first results of {len(results)}:")
+                    print(json.dumps(results[:2], indent=2))
+                break
+        _show_progress(status_url, settings, pending)
+        time.sleep(1)
+    if pending:
+        print(f"\ntimed out waiting for {', '.join(pending)} (devhost log: {devhost.log})")
+        return 1
+    return 0
+
+
+def _show_progress(status_url: str, settings: dict[str, str], pending: dict) -> None:
+    """Best effort: show chunk progress of running instances via devhost's status API."""
+    key = settings.get("DEVHOST_MASTER_KEY", "")
+    try:
+        resp = requests.get(f"{status_url}", params={"code": key}, timeout=5)
+        if resp.status_code != 200:
+            return
+        for run in resp.json().get("runs", []):
+            chunks = (run.get("customStatus") or {}).get("chunks") or {}
+            _progress(str(run.get("name", "run"))[:14], int(chunks.get("succeeded", 0)),
+                      int(chunks.get("total", 0)))
+    except (requests.RequestException, ValueError):
+        return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devhost.run", description=__doc__)
+    parser.add_argument("--port", type=int, default=7071, help="devhost HTTP port")
+    parser.add_argument("--demo", action="store_true",
+                        help="submit the samples, wait for the markers, print, stop")
+    parser.add_argument("--workdir", type=Path, default=RUN_DIR)
+    args = parser.parse_args(argv)
+
+    from azure.storage.blob import BlobServiceClient
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    key = os.environ.get("RECO_SUBSCRIPTION_KEY") or secrets.token_hex(16)
+    master_key = os.environ.get("DEVHOST_MASTER_KEY") or secrets.token_hex(16)
+    started: list[Service] = []
+    try:
+        azurite = start_azurite(args.workdir)
+        started.append(azurite)
+        print(f"Azurite      blob endpoint {azurite.extra['blob_endpoint']}")
+        reco = start_recoservice(args.workdir / "recoservice", keys=[key], demo=True)
+        started.append(reco)
+        print(f"recoservice  {reco.extra['base_url']} (docs: "
+              f"http://127.0.0.1:{reco.port}/docs)")
+        model_id = _demo_model_id(str(reco.extra["base_url"]), key)
+        settings = app_settings(azurite, reco, key, model_id)
+        settings["DEVHOST_MASTER_KEY"] = master_key
+        devhost = start_devhost(REPO_ROOT, args.workdir / "devhost", settings, port=args.port)
+        started.append(devhost)
+        blob_service = BlobServiceClient.from_connection_string(settings["AzureWebJobsStorage"])
+        for name in ("batch-input", "batch-output", "batch-work"):
+            client = blob_service.get_container_client(name)
+            if not client.exists():
+                client.create_container()
+        api = f"http://127.0.0.1:{args.port}/api"
+        print(f"devhost      {api} (function key: {master_key[:4]}…, in {args.workdir}/devhost)")
+        print()
+        print("Drop a requests file into the 'batch-input' container, e.g.:")
+        print("  .venv/bin/python -m recobatch submit samples/input.json --wait")
+        print("or start a run over HTTP:")
+        print(f"  curl -X POST '{api}/batches?code=$DEVHOST_MASTER_KEY' "
+              "-d '{\"input\": {\"blob\": \"input.json\"}}'")
+        print(f"Logs: {args.workdir}/*.log. Ctrl+C stops everything.")
+        if args.demo:
+            return run_demo(blob_service, settings, devhost, model_id, key,
+                            str(reco.extra["base_url"]))
+        while all(s.proc.poll() is None for s in started):
+            time.sleep(1)
+        dead = [s.name for s in started if s.proc.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited (see {args.workdir}/*.log)")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for svc in reversed(started):
+            svc.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
