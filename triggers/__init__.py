@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from triggers.blob_start import start_batch_from_blob
 from triggers.blueprint import bp
-from triggers.http_batches import get_batch, start_batch
+from triggers.http_batches import get_batch, list_batches, start_batch
 from triggers.http_cancel import cancel_batch
 
-__all__ = ["bp", "start_batch_from_blob", "start_batch", "get_batch", "cancel_batch"]
+__all__ = ["bp", "start_batch_from_blob", "start_batch", "get_batch", "list_batches",
+           "cancel_batch"]

@@ -1,4 +1,5 @@
-"""HTTP API ``POST /api/batches`` (start a run) and ``GET /api/batches/{id}`` (its progress).
+"""HTTP API: ``POST /api/batches`` (start a run), ``GET /api/batches/{id}`` (its progress) and
+``GET /api/batches`` (every run).
 
 Inline requests are first saved to the input container as ``http/<content hash>.json`` (job
 overrides as the file's top-level ``"job"``), so every run starts from a blob and the blob
@@ -32,7 +33,7 @@ from triggers.http_common import (
     parse_batch_request,
     settings_or_error,
 )
-from triggers.starting import exists, run_input, start_once
+from triggers.starting import ORCHESTRATOR, exists, run_input, start_once
 
 log = logging.getLogger(__name__)
 INLINE_PREFIX = "http/"
@@ -140,15 +141,39 @@ async def get_batch(req: func.HttpRequest,
     status = await client.get_status(instance_id)
     if status.runtime_status is None:
         return HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.").response()
-    progress = status.custom_status if isinstance(status.custom_status, dict) else {}
-    if isinstance(status.custom_status, str):
-        try:
-            progress = json.loads(status.custom_status)
-        except ValueError:
-            progress = {}
+    progress = _progress(status.custom_status)
     return json_response({
         "instanceId": instance_id, "runtimeStatus": status.runtime_status.value,
         "createdTime": _iso(status.created_time), "lastUpdatedTime": _iso(status.last_updated_time),
         "phase": progress.get("phase"), "requests": progress.get("requests"),
         "chunks": progress.get("chunks"), "runningChunks": progress.get("runningChunks", []),
         "output": progress.get("output"), "result": status.output})
+
+
+def _progress(custom_status: object) -> dict:
+    """The run's custom status as a dict (hosts may hand it over as a JSON string)."""
+    if isinstance(custom_status, str):
+        try:
+            custom_status = json.loads(custom_status)
+        except ValueError:
+            return {}
+    return custom_status if isinstance(custom_status, dict) else {}
+
+
+@bp.route(route="batches", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_batches(req: func.HttpRequest,
+                       client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Every run the task hub knows, newest first, with its progress (for dashboards/demo)."""
+    runs = []
+    for status in await client.get_status_all():
+        if status.name != ORCHESTRATOR or status.runtime_status is None:
+            continue
+        progress = _progress(status.custom_status)
+        output = str(progress.get("output") or "")
+        runs.append({"instanceId": status.instance_id,
+                     "name": output.split("/", 1)[-1].rstrip("/") or status.instance_id,
+                     "runtimeStatus": status.runtime_status.value,
+                     "createdTime": _iso(status.created_time), "customStatus": progress})
+    runs.sort(key=lambda r: r["createdTime"] or "", reverse=True)
+    return json_response({"runs": runs})

@@ -109,3 +109,16 @@ def test_cancel_of_a_running_run_stops_its_job_and_writes_cancelled(app, reco, d
     stem = done["output"].split("/", 1)[1]
     marker = app.container("BATCH_OUTPUT_CONTAINER").get_blob_client(stem + "_FAILED")
     assert json.loads(marker.download_blob().readall())["code"] == "Cancelled"
+
+
+def test_list_shows_runs_with_their_progress(app, demo_items):
+    instance_id = app.call("POST", "/batches", json=inline(demo_items, 8)).json()["instanceId"]
+    app.wait_done(instance_id)
+
+    resp = app.call("GET", "/batches")
+
+    assert resp.status_code == 200
+    runs = {run["instanceId"]: run for run in resp.json()["runs"]}
+    assert runs[instance_id]["runtimeStatus"] == "Completed"
+    assert runs[instance_id]["customStatus"]["chunks"]["succeeded"] == 1
+    assert runs[instance_id]["name"].startswith("http/")
