@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 import requests
-from reco_api_helpers import create_model
+from reco_api_helpers import TINY_CATALOG, TINY_USAGE, build, create_model, upload
 
 MODEL_KEYS = {"id", "name", "description", "createdDateTime", "activeBuildId"}
 
@@ -112,3 +112,18 @@ def test_unknown_model_is_404_on_every_model_route(recoservice):
              for method, path in calls]
 
     assert codes == [404] * len(calls)
+
+
+def test_delete_model_removes_its_usage_and_build_files(recoservice_factory, tmp_path):
+    reco = recoservice_factory(tmp_path / "svc", demo=False)
+    model_id = create_model(reco)
+    upload(reco, model_id, "catalog", TINY_CATALOG)
+    upload(reco, model_id, "usage", TINY_USAGE)
+    build(reco, model_id)
+    state_dir = tmp_path / "svc" / "state"
+    before = sorted(p.name for p in state_dir.glob("*/*.npz") if model_id in p.name)
+
+    requests.delete(f"{reco.base_url}/models/{model_id}", headers=reco.headers(), timeout=10)
+
+    assert len(before) == 3   # usage, SAR model, id maps
+    assert [p for p in state_dir.glob("*/*.npz") if model_id in p.name] == []

@@ -100,3 +100,6 @@ def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservic
     assert op["message"] == "the service restarted while this operation was running"
     assert [(b["id"], b["status"]) for b in builds] == [(build_id, "Succeeded"),
                                                         (build_id + 1, "Failed")]
+    _, rebuilt = build(second, model_id)   # the usage uploaded before the restart is kept
+    assert rebuilt["status"] == "Succeeded"
+    assert rebuilt["result"]["buildId"] > build_id + 1
