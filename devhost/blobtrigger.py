@@ -4,8 +4,9 @@ Like the host's blob trigger: every new (container, blob, ETag) invokes the func
 re-upload (new ETag) invokes it again; receipts are in the store, so a restart does not re-fire.
 A failing invocation is retried on the next polls, 5 attempts in all (the host's
 ``maxDequeueCount``); then the blob version is recorded as poison (receipt status ``poison``,
-logged) and never retried. devhost has no queue client, so there is no message on
-``webjobs-blobtrigger-poison``: read ``receipts`` in the state database instead.
+logged), a message like the host's goes to queue ``webjobs-blobtrigger-poison`` (base64 JSON:
+``Type``, ``FunctionId``, ``BlobType``, ``ContainerName``, ``BlobName``, ``ETag``; best effort)
+and it is never retried.
 
 The function gets an ``azure.functions.InputStream`` as the worker builds it from the host's
 trigger metadata: ``name`` = ``"container/blob"``, ``uri``, ``length``, ``blob_properties``
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import re
@@ -24,9 +26,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.functions.blob import InputStream
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.durable.store import Store
 from devhost.indexer import FunctionInfo, invoke
@@ -34,6 +41,7 @@ from devhost.indexer import FunctionInfo, invoke
 log = logging.getLogger("devhost.blob")
 
 MAX_ATTEMPTS = 5
+POISON_QUEUE = "webjobs-blobtrigger-poison"
 
 
 def resolve(text: str) -> str:
@@ -82,8 +90,8 @@ class BlobTrigger:
         self.store = store
         self.interval = interval
         self.path = BlobPath.parse(str(info.trigger["path"]))
-        self.service = BlobServiceClient.from_connection_string(
-            connection_string(info.trigger.get("connection")))
+        self.conn = connection_string(info.trigger.get("connection"))
+        self.service = BlobServiceClient.from_connection_string(self.conn)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -132,11 +140,28 @@ class BlobTrigger:
             if status == "poison":
                 log.error("blob %s/%s (ETag %s) is poison for %s after %d attempts: not retried",
                           self.path.container, blob.name, blob.etag, self.info.name, attempts)
+                await asyncio.get_running_loop().run_in_executor(None, self._poison, blob)
         with self.store.tx() as db:
             db.execute("INSERT OR REPLACE INTO receipts (function, container, blob, etag, status,"
                        " attempts, updated) VALUES (?,?,?,?,?,?,?)",
                        (self.info.name, self.path.container, blob.name, blob.etag, status,
                         attempts, time.time()))
+
+    def _poison(self, blob: Any) -> None:
+        """Tell the poison queue, as the host does (best effort: the receipt is what counts)."""
+        message = {"Type": "BlobTrigger", "FunctionId": f"Host.Functions.{self.info.name}",
+                   "BlobType": "BlockBlob", "ContainerName": self.path.container,
+                   "BlobName": blob.name, "ETag": quoted(blob.etag)}
+        try:
+            queue = QueueClient.from_connection_string(
+                self.conn, POISON_QUEUE, message_encode_policy=TextBase64EncodePolicy())
+            try:
+                queue.create_queue()
+            except ResourceExistsError:
+                pass
+            queue.send_message(json.dumps(message))
+        except Exception as exc:
+            log.warning("could not write to queue %s: %s", POISON_QUEUE, type(exc).__name__)
 
     def _stream(self, blob: Any) -> InputStream:
         client = self.service.get_blob_client(self.path.container, blob.name)
@@ -145,7 +170,7 @@ class BlobTrigger:
         props = downloader.properties
         md5 = props.content_settings.content_md5
         properties = {
-            "ETag": props.etag if props.etag.startswith('"') else f'"{props.etag}"',
+            "ETag": quoted(props.etag),
             "ContentLength": props.size,
             "Length": props.size,
             "ContentType": props.content_settings.content_type,
@@ -158,6 +183,11 @@ class BlobTrigger:
         return InputStream(data=data, name=f"{self.path.container}/{blob.name}",
                            uri=client.url, length=props.size,
                                    blob_properties=properties, metadata=dict(props.metadata or {}))
+
+
+def quoted(etag: str) -> str:
+    """An ETag as the HTTP header carries it (listings give it without the quotes)."""
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def _if_match() -> Any:

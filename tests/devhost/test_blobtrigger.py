@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from devhost_testkit import DevHost
+
+from devhost.blobtrigger import POISON_QUEUE
 
 
 def _fires(host: DevHost) -> list[dict]:
@@ -56,7 +59,8 @@ def test_fires_once_per_etag_again_on_reupload_and_not_after_restart(
     assert _wait_fires(host, 3)[2]["name"].endswith("/in/other.json")
 
 
-def test_poison_after_five_failed_attempts(devhost_factory, container) -> None:
+def test_poison_after_five_failed_attempts(devhost_factory, container,
+                                           storage_connection_string: str) -> None:
     host = devhost_factory(container=container.container_name)
     container.upload_blob("in/poison.json", b"boom")
 
@@ -65,3 +69,10 @@ def test_poison_after_five_failed_attempts(devhost_factory, container) -> None:
 
     assert len(_fires(host)) == 5
     assert "is poison for on_blob after 5 attempts" in host.service.log.read_text()
+    queue = QueueClient.from_connection_string(storage_connection_string, POISON_QUEUE,
+                                               message_decode_policy=TextBase64DecodePolicy())
+    messages = [json.loads(m.content) for m in queue.receive_messages(max_messages=32)]
+    assert {"Type": "BlobTrigger", "FunctionId": "Host.Functions.on_blob",
+            "BlobType": "BlockBlob", "ContainerName": container.container_name,
+            "BlobName": "in/poison.json", "ETag": container.get_blob_client(
+                "in/poison.json").get_blob_properties().etag} in messages
