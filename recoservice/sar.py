@@ -16,8 +16,10 @@ Everything is vectorised with numpy and scipy.sparse; the only Python loops run 
 requests (and over the few seed slots of a block), never over items or single requests.
 
 Storage. The similarity is one CSR matrix without its diagonal (``_sim``) plus the diagonal as
-a vector (``_self_sim``), both float32. With ``SarParams.max_neighbors = M > 0`` each row keeps
-only its M most similar items (ties: lower item index). A single-seed request then gets exactly
+a vector (``_self_sim``), both float64: scores are summed in float64, then ranked and returned
+as float32, so equal sums tie whatever the order of addition. With
+``SarParams.max_neighbors = M > 0`` each row keeps only its M most similar items (ties: lower
+item index). A single-seed request then gets exactly
 the same top-k as without pruning for every ``k ≤ M``; with several seeds an item that is a
 top-M neighbour of one seed but not of another loses the second contribution, so multi-seed
 lists are an approximation (measured in ``bench/recoservice_scoring.py``).
@@ -53,8 +55,8 @@ SIMILARITIES = ("cooccurrence", "lift", "jaccard")
 COOCCURRENCE_UNITS = ("user", "timestamp")
 _SECONDS_PER_DAY = 86_400.0
 _FORMAT_VERSION = 1
-# Padded candidate cells per scoring block (uint64 keys: 8 bytes each), bounds scoring memory.
-_BLOCK_CELLS = 4_000_000
+# Padded score cells per scoring block (float32), bounds the memory of scoring.
+_BLOCK_CELLS = 8_000_000
 _MAX_BLOCK_ROWS = 8_192
 # Up to this many exclusions per row, compare slot by slot; above, use a sorted-key lookup.
 _SLOT_LOOP_MAX = 16
@@ -163,6 +165,7 @@ class SarModel:
         # Most popular first, ties by lower index; never-used items are not "popular".
         order = np.lexsort((np.arange(self.n_items), -popularity))
         self._popular = order[popularity[order] > 0].astype(np.int64)
+        self._ranked: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -314,7 +317,7 @@ class SarModel:
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_items):
             raise ValueError("seed item index out of range [0, n_items)")
         seeds = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.float32), indices, indptr),
+            (np.ones(len(indices), dtype=np.float64), indices, indptr),
             shape=(n_req, self.n_items),
         )
         seeds.sum_duplicates()  # a seed given twice still counts once
@@ -354,7 +357,7 @@ class SarModel:
         known = users >= 0
         # Unknown users get an empty affinity row: nothing scores, backfill decides.
         picker = sp.csr_matrix(
-            (np.ones(int(known.sum()), dtype=np.float32), users[known],
+            (np.ones(int(known.sum()), dtype=np.float64), users[known],
              np.concatenate(([0], np.cumsum(known)))),
             shape=(len(users), self.n_users),
         )
@@ -386,22 +389,37 @@ class SarModel:
             exclude = _empty_rows(n_req, self.n_items)
         # The diagonal only scores seeds (or seen items): needed only when they may be listed.
         with_diagonal = exclude.nnz == 0
+        per_row = np.diff(weights.indptr)
+        first = np.append(weights.data, 0)[np.minimum(weights.indptr[:-1], weights.nnz)]
+        # One seed of weight 1 (most item-to-item requests): its similarity row, already ranked.
+        single = (per_row == 1) & (first == 1) & (not with_diagonal)
         # Upper bound of candidates per row: the similarity row lengths of its weights.
         row_nnz = np.diff(self._sim.indptr)
         bound = np.add.reduceat(
             np.append(row_nnz[weights.indices], 0), np.minimum(weights.indptr[:-1], weights.nnz)
-        ) * (np.diff(weights.indptr) > 0) + np.diff(weights.indptr)
+        ) * (per_row > 0) + per_row
         # Rows of similar size share a block, so padding to the block's widest row wastes little.
-        order = np.argsort(bound, kind="stable")
-        for rows in _blocks(bound[order]):
-            req = order[rows]
-            idx, score, fill = self._score_block(
-                weights[req], exclude[req], k, minimal_score, with_diagonal
-            )
+        multi = np.flatnonzero(~single)
+        order = multi[np.argsort(bound[multi], kind="stable")]
+        blocks = [order[rows] for rows in _blocks(bound[order])]
+        singles = np.flatnonzero(single)
+        step = _MAX_BLOCK_ROWS
+        blocks += [singles[i : i + step] for i in range(0, len(singles), step)]
+        for req in blocks:
+            ex = exclude[req]
+            if single[req[0]]:
+                seeds = weights.indices[weights.indptr[req]].astype(np.int64)
+                idx, score, count = self._rank_single(seeds, ex, k, minimal_score)
+            else:
+                idx, score, count = self._rank_block(weights[req], ex, k, minimal_score,
+                                                     with_diagonal)
+            fill = np.zeros((len(req), k), dtype=bool)
+            if self.params.enable_backfilling:
+                idx, fill = self._backfill(idx, count, ex)
             out_idx[req], out_score[req], out_fill[req] = idx, score, fill
         return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
 
-    def _score_block(
+    def _rank_block(
         self,
         weights: sp.csr_matrix,
         exclude: sp.csr_matrix,
@@ -409,33 +427,79 @@ class SarModel:
         minimal_score: float,
         with_diagonal: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top k of ``weights @ similarity`` per row: (idx, score, count of results)."""
         n = weights.shape[0]
         scores = (weights @ self._sim).tocsr()
         if with_diagonal:
             scores = (scores + weights @ sp.diags(self._self_sim)).tocsr()
-        rows = np.repeat(np.arange(n), np.diff(scores.indptr))
-        cols = scores.indices.astype(np.int64)
-        values = scores.data.astype(np.float32) + np.float32(0.0)  # -0.0 → +0.0 for the keys
-        keep = (values > 0) & (values >= minimal_score)
-        keep &= ~_excluded(rows, cols, exclude)
-        keys = np.where(keep, _rank_keys(values, cols), np.uint64(0))
-
-        # Pad each row's keys into [n, width] and take the k largest keys per row.
+        values = scores.data.astype(np.float32)
         counts = np.diff(scores.indptr)
-        width = max(int(counts.max(initial=0)), 1)
-        pos = np.arange(len(keys)) - np.repeat(scores.indptr[:-1], counts)
-        padded = np.zeros((n, max(width, k)), dtype=np.uint64)
-        padded[rows, pos] = keys
-        if padded.shape[1] > k:
-            padded = np.partition(padded, padded.shape[1] - k, axis=1)[:, -k:]
-        top = np.sort(padded, axis=1)[:, ::-1]
+        width = int(counts.max(initial=0))
+        # Excluded items are at most `widest` per row, so the top k survivors lie within the
+        # top k + widest raw scores: a cheap float partition prunes before exact ranking.
+        keep_top = k + int(np.diff(exclude.indptr).max(initial=0))
+        if width > keep_top:
+            flat = np.repeat(np.arange(n, dtype=np.int64) * width - scores.indptr[:-1], counts)
+            flat += np.arange(len(values))
+            padded = np.full(n * width, -np.inf, dtype=np.float32)
+            padded[flat] = values
+            padded = padded.reshape(n, width)
+            kth = np.partition(padded, width - keep_top, axis=1)[:, width - keep_top]
+            cand = np.flatnonzero(values >= np.repeat(kth, counts))
+        else:
+            cand = np.arange(len(values))
+        rows = np.searchsorted(scores.indptr, cand, side="right") - 1
+        cols = scores.indices[cand].astype(np.int64)
+        vals = values[cand] + np.float32(0.0)  # -0.0 → +0.0 for the keys
+        ok = (vals > 0) & (vals >= minimal_score) & ~_excluded(rows, cols, exclude)
+        rows, cols, vals = rows[ok], cols[ok], vals[ok]
+        keys = _rank_keys(vals, cols)
+        # Exact ranking on the few candidates: pad keys per row, take the k largest.
+        per_row = np.bincount(rows, minlength=n)
+        starts = np.concatenate(([0], np.cumsum(per_row)[:-1]))
+        padded_keys = np.zeros((n, max(int(per_row.max(initial=0)), k)), dtype=np.uint64)
+        padded_keys[rows, np.arange(len(rows)) - starts[rows]] = keys
+        if padded_keys.shape[1] > k:
+            padded_keys = np.partition(padded_keys, padded_keys.shape[1] - k, axis=1)[:, -k:]
+        top = np.sort(padded_keys, axis=1)[:, ::-1]
         valid = top > 0
         idx = np.where(valid, (_LOW32 - (top & _LOW32)).astype(np.int64), -1)
         score = np.where(valid, _decode_score(top >> np.uint64(32)), np.float32(0.0))
-        fill = np.zeros((n, k), dtype=bool)
-        if self.params.enable_backfilling:
-            idx, fill = self._backfill(idx, valid.sum(axis=1), exclude)
-        return idx.astype(np.int32), score.astype(np.float32), fill
+        return idx, score.astype(np.float32), valid.sum(axis=1)
+
+    def _rank_single(
+        self, seeds: np.ndarray, exclude: sp.csr_matrix, k: int, minimal_score: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top k for one-seed rows: the first valid entries of each seed's ranked row."""
+        sim = self._sim
+        # A sentinel entry (column -1, score 0) stands for positions past a row's end.
+        ranked = np.append(self._ranked_positions(), sim.nnz)
+        all_cols = np.append(sim.indices.astype(np.int64), -1)
+        all_vals = np.append(sim.data.astype(np.float32), np.float32(0.0))
+        keep_top = k + int(np.diff(exclude.indptr).max(initial=0))
+        start = sim.indptr[seeds][:, None] + np.arange(keep_top)
+        inside = start < sim.indptr[seeds + 1][:, None]
+        pos = ranked[np.where(inside, start, sim.nnz)]
+        cols, vals = all_cols[pos], all_vals[pos]
+        rows = np.repeat(np.arange(len(seeds)), keep_top)
+        ok = inside & (vals > 0) & (vals >= minimal_score)
+        ok &= ~_excluded(rows, cols.ravel(), exclude).reshape(ok.shape)
+        rank = np.cumsum(ok, axis=1)
+        r, c = np.nonzero(ok & (rank <= k))
+        idx = np.full((len(seeds), k), -1, dtype=np.int64)
+        score = np.zeros((len(seeds), k), dtype=np.float32)
+        idx[r, rank[r, c] - 1] = cols[r, c]
+        score[r, rank[r, c] - 1] = vals[r, c]
+        return idx, score, np.minimum(rank[:, -1], k)
+
+    def _ranked_positions(self) -> np.ndarray:
+        """Positions of the similarity entries, each row's run ordered best first (cached)."""
+        if self._ranked is None:
+            sim = self._sim
+            rows = np.repeat(np.arange(self.n_items), np.diff(sim.indptr))
+            keys = _rank_keys(sim.data, sim.indices.astype(np.int64))
+            self._ranked = np.lexsort((~keys, rows))
+        return self._ranked
 
     def _backfill(
         self, idx: np.ndarray, count: np.ndarray, exclude: sp.csr_matrix
@@ -491,7 +555,7 @@ def _cooccurrence(
 def _similarity(
     cooc: sp.csr_matrix, popularity: np.ndarray, params: SarParams
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Thresholded similarity without its diagonal (CSR, float32) and the diagonal apart."""
+    """Thresholded similarity without its diagonal (CSR, float64) and the diagonal apart."""
     coo = cooc.tocoo()
     keep = (coo.data >= params.support_threshold) & (coo.row != coo.col)
     r, c, v = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
@@ -506,9 +570,9 @@ def _similarity(
         data = v / (diag[r] + diag[c] - v)
         self_sim = strong.astype(np.float64)
     n = cooc.shape[0]
-    sim = sp.csr_matrix((data.astype(np.float32), (r, c)), shape=(n, n))
+    sim = sp.csr_matrix((data, (r, c)), shape=(n, n))
     sim.sort_indices()
-    return sim, self_sim.astype(np.float32)
+    return sim, self_sim
 
 
 def _keep_top_neighbors(sim: sp.csr_matrix, m: int) -> sp.csr_matrix:
@@ -590,7 +654,7 @@ def _excluded(rows: np.ndarray, cols: np.ndarray, exclude: sp.csr_matrix) -> np.
 
 
 def _empty_rows(n_rows: int, n_cols: int) -> sp.csr_matrix:
-    return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+    return sp.csr_matrix((n_rows, n_cols), dtype=np.float64)
 
 
 def _blocks(sorted_bound: np.ndarray) -> list[np.ndarray]:
