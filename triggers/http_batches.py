@@ -145,9 +145,11 @@ async def get_batch(req: func.HttpRequest,
     return json_response({
         "instanceId": instance_id, "runtimeStatus": status.runtime_status.value,
         "createdTime": _iso(status.created_time), "lastUpdatedTime": _iso(status.last_updated_time),
-        "phase": progress.get("phase"), "requests": progress.get("requests"),
-        "chunks": progress.get("chunks"), "runningChunks": progress.get("runningChunks", []),
-        "output": progress.get("output"), "result": status.output})
+        "progress": {"phase": progress.get("phase"), "requests": progress.get("requests"),
+                     "chunks": progress.get("chunks"),
+                     "runningChunks": progress.get("runningChunks", []),
+                     "output": progress.get("output")},
+        "result": status.output})
 
 
 def _progress(custom_status: object) -> dict:

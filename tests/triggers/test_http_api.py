@@ -35,10 +35,10 @@ def test_inline_requests_are_saved_then_run_to_success(app, demo_items):
     done = app.wait_done(body["instanceId"])
 
     assert done["runtimeStatus"] == "Completed"
-    assert done["phase"] == "completed" and done["requests"] == 2
-    assert done["chunks"] == {"total": 1, "running": 0, "succeeded": 1, "failed": 0}
+    assert done["progress"]["phase"] == "completed" and done["progress"]["requests"] == 2
+    assert done["progress"]["chunks"] == {"total": 1, "running": 0, "succeeded": 1, "failed": 0}
     stem = naming.output_prefix(name)
-    assert done["output"] == f"{app.settings['BATCH_OUTPUT_CONTAINER']}/{stem}"
+    assert done["progress"]["output"] == f"{app.settings['BATCH_OUTPUT_CONTAINER']}/{stem}"
     marker = app.container("BATCH_OUTPUT_CONTAINER").get_blob_client(stem + "_SUCCESS")
     assert json.loads(marker.download_blob().readall())["job"]["numberOfResults"] == 3
 
@@ -95,18 +95,19 @@ def test_cancel_of_a_finished_run_is_409(app, demo_items):
 def test_cancel_of_a_running_run_stops_its_job_and_writes_cancelled(app, reco, demo_items):
     reco.set_faults([{"target": "job", "action": "stuck", "count": 1}])
     instance_id = app.call("POST", "/batches", json=inline(demo_items, 6)).json()["instanceId"]
-    running = app.wait(instance_id, lambda b: b["runningChunks"] and b["phase"] == "running")
+    running = app.wait(instance_id, lambda b: b["progress"]["runningChunks"]
+                       and b["progress"]["phase"] == "running")["progress"]
 
     resp = app.call("POST", f"/batches/{instance_id}/cancel")
 
     assert resp.status_code == 202
     assert resp.json()["chunksSignalled"] == running["runningChunks"]
     done = app.wait_done(instance_id)
-    assert done["runtimeStatus"] == "Completed" and done["phase"] == "failed"
+    assert done["runtimeStatus"] == "Completed" and done["progress"]["phase"] == "failed"
     assert done["result"]["code"] == "Cancelled"
     flag = app.container("BATCH_WORK_CONTAINER").get_blob_client(naming.cancel_blob(instance_id))
     assert flag.exists()
-    stem = done["output"].split("/", 1)[1]
+    stem = done["progress"]["output"].split("/", 1)[1]
     marker = app.container("BATCH_OUTPUT_CONTAINER").get_blob_client(stem + "_FAILED")
     assert json.loads(marker.download_blob().readall())["code"] == "Cancelled"
 
