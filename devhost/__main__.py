@@ -89,7 +89,8 @@ async def serve(args: argparse.Namespace) -> int:
                             if f.trigger_type == "orchestrationTrigger"}, pool, clock)
     client_api = ClientApi(engine, base_url, master_key)
     try:
-        triggers = [BlobTrigger(f, store, args.poll_interval) for f in functions
+        triggers = [BlobTrigger(f, store, client_api.binding_json(), args.poll_interval)
+                    for f in functions
                     if f.trigger_type == "blobTrigger"]
     except KeyError as exc:
         print(f"devhost: cannot start: {exc.args[0]}", file=sys.stderr, flush=True)

@@ -85,8 +85,10 @@ def connection_string(setting: str | None) -> str:
 class BlobTrigger:
     """Polls one blob-triggered function's container and invokes the function."""
 
-    def __init__(self, info: FunctionInfo, store: Store, interval: float = 1.0) -> None:
+    def __init__(self, info: FunctionInfo, store: Store, client_binding: str,
+                 interval: float = 1.0) -> None:
         self.info = info
+        self.client_binding = client_binding  # the durable client JSON, if the function has one
         self.store = store
         self.interval = interval
         self.path = BlobPath.parse(str(info.trigger["path"]))
@@ -129,7 +131,10 @@ class BlobTrigger:
         except (ResourceModifiedError, ResourceNotFoundError):
             return  # replaced or deleted since the listing: the next poll sees the new version
         try:
-            await invoke(self.info, {self.info.arg_name: stream})
+            kwargs: dict[str, Any] = {self.info.arg_name: stream}
+            if self.info.client_binding:
+                kwargs[self.info.client_binding] = self.client_binding
+            await invoke(self.info, kwargs)
             status = "done"
         except Exception as exc:
             attempts += 1

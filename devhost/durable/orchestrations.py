@@ -333,6 +333,10 @@ class Episode:
         with e.store.tx() as db:
             ids = [m["id"] for m in self.batch] + self.stale
             db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in ids])
+            now = db.execute("SELECT status, execution FROM instances WHERE id=?",
+                             (self.id,)).fetchone()
+            if now is None or now["status"] in TERMINAL or now["execution"] != execution:
+                return  # terminated or purged while the orchestrator ran: drop this episode
             append_history(db, self.id, self.new_events)
             for kind, seq, name, payload, due, meta in self.work:
                 db.execute("INSERT INTO work (instance_id, execution, kind, seq, name, input, due,"

@@ -46,6 +46,9 @@ def test_fires_once_per_etag_again_on_reupload_and_not_after_restart(
     # blob_properties["ETag"] is quoted, as in the HTTP header the host reads it from
     assert etag.startswith('"') and etag.strip('"') == first.etag.strip('"')
 
+    run = host.wait("blob-" + etag.strip('"'))  # the trigger's durable client started it
+    assert run["output"] == [f"Hello {container.container_name}/in/requests.json"]
+
     second = container.upload_blob("in/requests.json", b'{"v": 2}',
                                    overwrite=True).get_blob_properties()
     fires = _wait_fires(host, 2)

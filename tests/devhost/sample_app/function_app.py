@@ -218,9 +218,12 @@ def record(spec: dict) -> str:
 
 @app.blob_trigger(arg_name="blob", path="%SAMPLE_CONTAINER%/in/{name}",
                   connection="SampleStorage")
-def on_blob(blob: func.InputStream) -> None:
+@app.durable_client_input(client_name="client")
+async def on_blob(blob: func.InputStream, client: df.DurableOrchestrationClient) -> None:
     props = blob.blob_properties or {}
     _append("blob-fires.jsonl", {"name": blob.name, "length": blob.length, "uri": blob.uri,
                                  "etag": props.get("ETag"), "data": blob.read().decode()})
     if blob.name.rsplit("/", 1)[-1].startswith("poison"):
         raise RuntimeError("this blob always fails")
+    # one run per blob version, as the real app does
+    await client.start_new("sequence", "blob-" + props["ETag"].strip('"'), [blob.name])
