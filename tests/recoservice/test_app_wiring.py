@@ -1,0 +1,40 @@
+"""The command line and app wiring: --faults file, keys required, routers mounted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import requests
+
+
+def test_faults_file_is_loaded_at_start(recoservice_factory, tmp_path):
+    rules = {"rules": [{"target": "status", "action": "status", "status": 503, "count": 2}]}
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps(rules))
+
+    reco = recoservice_factory(demo=False, faults=path)
+
+    listed = requests.get(f"{reco.base_url}/admin/faults", headers=reco.headers(),
+                          timeout=10).json()["rules"]
+    status = requests.get(f"{reco.base_url}/operations/x", headers=reco.headers(), timeout=10)
+    assert listed[0]["target"] == "status" and listed[0]["count"] == 2
+    assert status.status_code == 503
+
+
+def test_serve_without_a_key_refuses_to_start(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recoservice", "serve", "--port", "1",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+
+    assert proc.returncode == 2
+    assert "--key" in proc.stderr
+
+
+def test_batch_routes_are_mounted_under_the_v4_prefix(recoservice):
+    resp = requests.get(f"{recoservice.base_url}/batchjobs", headers=recoservice.headers(),
+                        timeout=10)
+
+    assert resp.status_code == 200
+    assert "batchJobs" in resp.json()
