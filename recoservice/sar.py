@@ -439,16 +439,16 @@ class SarModel:
         # top k + widest raw scores: a cheap float partition prunes before exact ranking.
         keep_top = k + int(np.diff(exclude.indptr).max(initial=0))
         if width > keep_top:
-            flat = np.repeat(np.arange(n, dtype=np.int64) * width - scores.indptr[:-1], counts)
-            flat += np.arange(len(values))
-            padded = np.full(n * width, -np.inf, dtype=np.float32)
-            padded[flat] = values
-            padded = padded.reshape(n, width)
+            # A boolean mask fills the padded rows in CSR order without per-entry index arrays.
+            filled = np.arange(width) < counts[:, None]
+            padded = np.full((n, width), -np.inf, dtype=np.float32)
+            padded[filled] = values
             kth = np.partition(padded, width - keep_top, axis=1)[:, width - keep_top]
-            cand = np.flatnonzero(values >= np.repeat(kth, counts))
+            rows, pos = np.nonzero((padded >= kth[:, None]) & filled)
+            cand = scores.indptr[rows] + pos
         else:
             cand = np.arange(len(values))
-        rows = np.searchsorted(scores.indptr, cand, side="right") - 1
+            rows = np.searchsorted(scores.indptr, cand, side="right") - 1
         cols = scores.indices[cand].astype(np.int64)
         vals = values[cand] + np.float32(0.0)  # -0.0 → +0.0 for the keys
         ok = (vals > 0) & (vals >= minimal_score) & ~_excluded(rows, cols, exclude)
