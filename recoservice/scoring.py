@@ -87,7 +87,7 @@ class Scorer:
 
     def resolve_build(self, model_id: str, build_id: int | None) -> int:
         """The build to score with: ``build_id`` or the model's active build (see errors)."""
-        with self.state.db() as conn:
+        with self.state.db(write=False) as conn:
             model = conn.execute("SELECT active_build_id FROM models WHERE id = ?",
                                  (model_id,)).fetchone()
             if model is None:
@@ -126,7 +126,7 @@ class Scorer:
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
         model = SarModel.load(self.state.build_path(model_id, build_id))
         item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
-        with self.state.db() as conn:
+        with self.state.db(write=False) as conn:
             rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(
                 "SELECT item_id, name, metadata FROM catalog_items WHERE model_id = ?",
                 (model_id,))}

@@ -99,15 +99,18 @@ class State:
         return conn
 
     @contextmanager
-    def db(self) -> Iterator[sqlite3.Connection]:
+    def db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         """This thread's connection inside a transaction; commits on exit, rolls back on error.
 
         Nested uses on one thread join the outer transaction (only the outermost commits).
+        ``write=False`` starts a deferred (read) transaction: in WAL mode it reads a snapshot
+        without waiting for a writer, so status polls and scoring never queue behind a long
+        import. Write transactions start IMMEDIATE so two writers never deadlock on upgrade.
         """
         conn = self._connection()
         outer = self._local.depth == 0
         if outer:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         self._local.depth += 1
         try:
             yield conn
@@ -152,7 +155,7 @@ class State:
 
     def get_operation(self, op_id: str) -> dict | None:
         """The operation as ``GET /operations/{id}`` shows it, or ``None`` when unknown."""
-        with self.db() as conn:
+        with self.db(write=False) as conn:
             row = conn.execute("SELECT * FROM operations WHERE id = ?", (op_id,)).fetchone()
         if row is None:
             return None
@@ -171,7 +174,7 @@ class State:
 
     def operation_key(self, op_id: str) -> str | None:
         """The subscription key that owns the operation (``None`` when unknown)."""
-        with self.db() as conn:
+        with self.db(write=False) as conn:
             row = conn.execute("SELECT key FROM operations WHERE id = ?", (op_id,)).fetchone()
         return None if row is None else str(row["key"])
 
@@ -191,7 +194,7 @@ class State:
         return row is not None and row["status"] == "Cancelling"
 
     def is_cancel_requested(self, op_id: str) -> bool:
-        with self.db() as conn:
+        with self.db(write=False) as conn:
             row = conn.execute("SELECT status FROM operations WHERE id = ?", (op_id,)).fetchone()
         return row is not None and row["status"] == "Cancelling"
 
@@ -199,7 +202,7 @@ class State:
 
     def get_model(self, model_id: str) -> dict | None:
         """The model as ``GET /models/{id}`` shows it, or ``None`` when unknown."""
-        with self.db() as conn:
+        with self.db(write=False) as conn:
             row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
         if row is None:
             return None
