@@ -50,7 +50,7 @@ def post_build(model_id: str, request: Request, body: dict[str, Any] = Body(...)
 def list_builds(model_id: str, request: Request) -> dict[str, Any]:
     state: State = request.app.state.state
     model = require_model(state, model_id)
-    with state.db() as conn:
+    with state.db(write=False) as conn:
         rows = conn.execute("SELECT * FROM builds WHERE model_id = ? ORDER BY id",
                             (model_id,)).fetchall()
     return {"builds": [build_json(r, model["name"]) for r in rows]}
@@ -60,7 +60,7 @@ def list_builds(model_id: str, request: Request) -> dict[str, Any]:
 def get_build(model_id: str, build_id: int, request: Request) -> dict[str, Any]:
     state: State = request.app.state.state
     model = require_model(state, model_id)
-    with state.db() as conn:
+    with state.db(write=False) as conn:
         row = conn.execute("SELECT * FROM builds WHERE id = ? AND model_id = ?",
                            (build_id, model_id)).fetchone()
     if row is None:

@@ -80,7 +80,7 @@ def list_catalog(model_id: str, request: Request,
     """A page of catalog items in upload order, with ``@nextLink`` when more follow."""
     state: State = request.app.state.state
     require_model(state, model_id)
-    with state.db() as conn:
+    with state.db(write=False) as conn:
         rows = conn.execute("SELECT * FROM catalog_items WHERE model_id = ? ORDER BY seq "
                             "LIMIT ? OFFSET ?", (model_id, top + 1, skip)).fetchall()
     out: dict[str, Any] = {"value": [item_json(r) for r in rows[:top]]}
@@ -100,7 +100,7 @@ def catalog_items(model_id: str, request: Request, ids: str | None = Query(None)
     if (ids is None) == (searchTerm is None):
         raise ApiError(400, "BadArgument",
                        "Give exactly one of the query parameters 'ids' or 'searchTerm'.")
-    with state.db() as conn:
+    with state.db(write=False) as conn:
         if ids is not None:
             wanted = [i.strip() for i in ids.split(",") if i.strip()]
             if not wanted:

@@ -20,7 +20,7 @@ MAX_NAME = 255
 
 def require_model(state: State, model_id: str) -> sqlite3.Row:
     """The model's row, or ``404 ModelNotFound``."""
-    with state.db() as conn:
+    with state.db(write=False) as conn:
         row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
     if row is None:
         raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
@@ -67,7 +67,7 @@ def post_model(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, 
 
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
-    with request.app.state.state.db() as conn:
+    with request.app.state.state.db(write=False) as conn:
         rows = conn.execute("SELECT * FROM models ORDER BY created, id").fetchall()
     return {"models": [model_json(r) for r in rows]}
 
