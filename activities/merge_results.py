@@ -43,10 +43,16 @@ def run(payload: dict) -> dict:
                 raise StorageError(f"{chunk}: the chunk's index blob is missing.")
             succeeded = status == "Succeeded"
             error = blob(naming.chunk_error_blob(instance, chunk)) if succeeded else None
-            yield ChunkOutput(
+            item = ChunkOutput(
                 name=chunk, indices=json.loads(index), status=status,
-                output=blob(naming.chunk_output_blob(instance, chunk)) if succeeded else None,
+                output=storage.open_reader_if_exists(work.get_blob_client(
+                    naming.chunk_output_blob(instance, chunk))) if succeeded else None,
                 error_text=error.decode("utf-8", "replace") if error is not None else None)
+            try:
+                yield item
+            finally:
+                if item.output is not None and not isinstance(item.output, bytes):
+                    item.output.close()
 
     def rejected() -> Iterator[tuple[int, str]]:
         rejected_blob = work.get_blob_client(naming.rejected_blob(instance))

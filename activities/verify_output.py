@@ -11,7 +11,7 @@ import json
 from activities._payload import required
 from activities.blueprint import bp
 from recobatch import naming, storage
-from recobatch.chunking import parse_output
+from recobatch.chunking import count_results
 from recobatch.errors import OutputInvalidError, StorageError
 from recobatch.settings import get_settings
 
@@ -24,8 +24,8 @@ def run(payload: dict) -> dict:
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
     settings = get_settings()
     work = storage.service_client(settings).get_container_client(settings.work_container)
-    output = storage.download_bytes(work.get_blob_client(naming.chunk_output_blob(instance,
-                                                                                  chunk)))
+    output = storage.open_reader_if_exists(
+        work.get_blob_client(naming.chunk_output_blob(instance, chunk)))
     if output is None:
         return {"present": False, "valid": False, "results": 0,
                 "message": f"{chunk}: the job's output blob is not there (yet)."}
@@ -35,10 +35,11 @@ def run(payload: dict) -> dict:
         raise StorageError(f"{chunk}: the chunk's index blob is missing.")
     expected = len(json.loads(index))
     try:
-        results = parse_output(output, expected, chunk)
+        with output:
+            results = count_results(output, expected, chunk)
     except OutputInvalidError as exc:
         return {"present": True, "valid": False, "results": 0, "message": exc.message}
-    return {"present": True, "valid": True, "results": len(results), "message": ""}
+    return {"present": True, "valid": True, "results": results, "message": ""}
 
 
 @bp.activity_trigger(input_name="payload")

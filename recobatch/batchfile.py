@@ -52,29 +52,42 @@ class Unparsable:
     problem: str
 
 
+def read_job(stream: IO[bytes]) -> dict[str, Any] | None:
+    """First pass over a seed JSON file: return its top-level ``"job"`` object, if any.
+
+    The whole file is parsed (in C, nothing but ``job`` is built), so invalid JSON anywhere is
+    found before a single chunk is written, and the job settings are known before requests
+    are validated wherever ``"job"`` sits in the file.
+
+    Raises
+    ------
+    InputError
+        Invalid JSON, ``"job"`` not an object, or more than one ``"job"``.
+    """
+    try:
+        jobs = list(ijson.items(stream, "job", use_float=True))
+    except ijson.JSONError as exc:
+        raise InputError(f"the requests file is not valid JSON ({_short(exc)}).") from None
+    if len(jobs) > 1:
+        raise InputError('the requests file has more than one "job".')
+    return _job_object(jobs[0]) if jobs else None
+
+
 class BatchFile:
-    """A streaming reader of one requests file.
+    """A streaming reader of the requests in one requests file.
 
     Parameters
     ----------
     stream : binary file-like
         The file's bytes (``read(n)``; ``readline`` for JSON Lines).
     jsonl : bool
-        JSON Lines instead of seed JSON.
-
-    Attributes
-    ----------
-    job : dict or None
-        The file's top-level ``"job"`` object once it has been read.
-    job_after_requests : bool
-        ``"job"`` came after ``"requests"`` (so it was not known while requests streamed).
+        JSON Lines instead of seed JSON. For seed JSON, only ``requests`` is read here (see
+        :func:`read_job`); other top-level keys are ignored.
     """
 
     def __init__(self, stream: IO[bytes], jsonl: bool = False) -> None:
         self._stream = stream
         self._jsonl = jsonl
-        self.job: dict[str, Any] | None = None
-        self.job_after_requests = False
 
     def requests(self) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, request)`` in file order (requests are not validated here).
@@ -82,48 +95,16 @@ class BatchFile:
         Raises
         ------
         InputError
-            Invalid JSON or the wrong shape (seed JSON), or an over-long line (JSON Lines).
+            Invalid JSON (seed JSON) or an over-long line (JSON Lines).
         """
         if self._jsonl:
             yield from self._jsonl_requests()
             return
         try:
-            items = ijson.items(self._checked_events(), "requests.item")
-            yield from enumerate(items)
+            # ijson's C backend builds each request; the per-event work never reaches Python.
+            yield from enumerate(ijson.items(self._stream, "requests.item", use_float=True))
         except ijson.JSONError as exc:
             raise InputError(f"the requests file is not valid JSON ({_short(exc)}).") from None
-
-    def _checked_events(self) -> Iterator[tuple[str, str, Any]]:
-        """Pass ijson events through, checking the top-level shape and collecting ``job``."""
-        seen_requests = False
-        job_builder: ijson.ObjectBuilder | None = None
-        events = ijson.parse(self._stream, use_float=True)
-        first = next(events, None)
-        if first is None or first[:2] != ("", "start_map"):
-            raise InputError('the requests file must be a JSON object {"requests": [...]}.')
-        yield first
-        for event in events:
-            prefix, kind, value = event
-            if prefix == "":
-                if kind == "map_key":
-                    if value == "requests":
-                        seen_requests = True
-                    elif value == "job":
-                        job_builder = ijson.ObjectBuilder()
-                        self.job_after_requests = seen_requests
-                    else:
-                        raise InputError(f'the requests file has an unknown top-level key '
-                                         f'"{_clip(value)}" (known: "requests", "job").')
-                elif kind == "end_map" and not seen_requests:
-                    raise InputError('the requests file has no "requests" list.')
-            elif prefix == "requests" and kind not in ("start_array", "end_array"):
-                raise InputError('"requests" must be a list of request objects.')
-            elif job_builder is not None and (prefix == "job" or prefix.startswith("job.")):
-                job_builder.event(kind, value)
-                if prefix == "job" and kind not in ("start_map", "map_key", "start_array"):
-                    self.job = _job_object(job_builder.value)
-                    job_builder = None
-            yield event
 
     def _jsonl_requests(self) -> Iterator[tuple[int, Any]]:
         index = 0
@@ -145,6 +126,29 @@ class BatchFile:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 yield index, Unparsable(f"not valid JSON ({_short(exc)})")
             index += 1
+
+
+def why_no_requests(stream: IO[bytes]) -> str:
+    """Explain why a seed JSON file gave no request (reads only the start of the file)."""
+    try:
+        events = ijson.parse(stream)
+        first = next(events, None)
+        if first is None or first[:2] != ("", "start_map"):
+            return 'the requests file must be a JSON object {"requests": [...]}.'
+        keys = []
+        for prefix, kind, value in events:
+            if prefix == "" and kind == "map_key":
+                keys.append(str(value))
+            elif prefix == "requests":
+                if kind not in ("start_array", "end_array"):
+                    return '"requests" must be a list of request objects.'
+                break
+            elif prefix == "" and kind == "end_map":
+                found = f" (found {', '.join(repr(_clip(k)) for k in keys)})" if keys else ""
+                return f'the requests file has no "requests" list{found}.'
+    except ijson.JSONError as exc:
+        return f"the requests file is not valid JSON ({_short(exc)})."
+    return "the requests file holds no requests."
 
 
 def _job_object(value: Any) -> dict[str, Any]:
@@ -173,15 +177,31 @@ def validate_request(index: int, request: Any, api_name: str) -> tuple[dict[str,
     problem = _problem(request, api_name)
     if problem is not None:
         return None, f"request {index}: {problem}"
-    if api_name == "UserRecommend":
-        clean: dict[str, Any] = {"UserId": request["UserId"]}
-        if "SeedItems" in request:
-            clean["SeedItems"] = request["SeedItems"]
-        return clean, None
-    return {"SeedItems": request["SeedItems"]}, None
+    if api_name != "UserRecommend":
+        return request, None  # exactly {"SeedItems": [...]}: nothing to strip
+    clean: dict[str, Any] = {"UserId": request["UserId"]}
+    if "SeedItems" in request:
+        clean["SeedItems"] = request["SeedItems"]
+    return clean, None
 
 
 def _problem(request: Any, api_name: str) -> str | None:
+    if api_name == "ItemRecommend" and type(request) is dict and len(request) == 1 \
+            and _good_seeds(request.get("SeedItems")):
+        return None  # the common case, checked with as little work as possible
+    return _slow_problem(request, api_name)
+
+
+def _good_seeds(seeds: Any) -> bool:
+    if type(seeds) is not list or not seeds:
+        return False
+    for seed in seeds:
+        if type(seed) is not str or not 0 < len(seed) <= MAX_ITEM_ID_LENGTH or seed.isspace():
+            return False
+    return True
+
+
+def _slow_problem(request: Any, api_name: str) -> str | None:
     if isinstance(request, Unparsable):
         return request.problem
     if not isinstance(request, dict):

@@ -10,11 +10,14 @@ memory at a time.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import ijson
 
 from recobatch import naming
 from recobatch.errors import OutputInvalidError
@@ -25,11 +28,18 @@ OVERHEAD = len(HEAD) + len(TAIL)
 SUCCEEDED = "Succeeded"
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _ERROR_LINE = re.compile(r"^request (\d+): ?(.*)$")
 
 
 def encode_request(request: Any) -> bytes:
     """The compact UTF-8 JSON of one request, as it appears in a chunk."""
+    if type(request) is dict and len(request) == 1:
+        seeds = request.get("SeedItems")
+        if type(seeds) is list and all(type(s) is str for s in seeds):
+            # The common request, built from C string escaping: several times faster than
+            # the general encoder, byte-identical to it.
+            return ('{"SeedItems":[' + ",".join(map(_quote, seeds)) + "]}").encode("utf-8")
     return _ENCODER.encode(request).encode("utf-8")
 
 
@@ -90,14 +100,14 @@ def split_requests(requests: Iterable[tuple[int, bytes]], max_job_bytes: int) ->
 class ChunkOutput:
     """What one chunk left behind, for the merge.
 
-    ``output`` is the job's output blob (bytes, JSON ``{"results": [...]}``) and ``error_text``
-    its error blob; both are ignored unless ``status`` is ``Succeeded``.
+    ``output`` is the job's output blob (bytes or a binary stream, JSON ``{"results": [...]}``)
+    and ``error_text`` its error blob; both are ignored unless ``status`` is ``Succeeded``.
     """
 
     name: str
     indices: list[int]
     status: str
-    output: bytes | None = None
+    output: bytes | IO[bytes] | None = None
     error_text: str | None = None
 
 
@@ -109,27 +119,39 @@ class MergeCounts:
     errors: int = 0
 
 
-def parse_output(output: bytes | None, expected: int, name: str) -> list[Any]:
-    """Return the ``results`` list of a job output, checking its shape and length.
+def iter_results(output: bytes | IO[bytes] | None, expected: int, name: str) -> Iterator[Any]:
+    """Stream the ``results`` of a job output, checking there is exactly one per request.
+
+    Results are built one at a time (ijson), so a large output never sits in memory whole.
 
     Raises
     ------
     OutputInvalidError
-        Missing, not JSON, not ``{"results": [...]}``, or not one result per request.
+        Missing, not JSON, or not ``{"results": [...]}`` with ``expected`` results (raised
+        when the stream ends, or as soon as there is one result too many).
     """
     if output is None:
         raise OutputInvalidError(f"{name}: the job wrote no output blob.")
+    stream = io.BytesIO(output) if isinstance(output, bytes | bytearray) else output
+    count = 0
     try:
-        doc = json.loads(output)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        for result in ijson.items(stream, "results.item", use_float=True):
+            count += 1
+            if count > expected:
+                break
+            yield result
+    except ijson.JSONError:
         raise OutputInvalidError(f"{name}: the job's output blob is not valid JSON.") from None
-    results = doc.get("results") if isinstance(doc, dict) else None
-    if not isinstance(results, list):
-        raise OutputInvalidError(f'{name}: the job\'s output is not {{"results": [...]}}.')
-    if len(results) != expected:
-        raise OutputInvalidError(f"{name}: the job returned {len(results)} results for "
-                                 f"{expected} requests.")
-    return results
+    if count != expected:
+        raise OutputInvalidError(
+            f"{name}: the job's output holds {'more than ' if count > expected else ''}"
+            f"{min(count, expected)} results for {expected} requests "
+            '(expected {"results": [...]}, one per request).')
+
+
+def count_results(output: bytes | IO[bytes] | None, expected: int, name: str) -> int:
+    """Check a job output (see :func:`iter_results`) and return its number of results."""
+    return sum(1 for _ in iter_results(output, expected, name))
 
 
 def translate_errors(chunk: ChunkOutput) -> list[tuple[int, str]]:
@@ -183,12 +205,12 @@ def merge_outputs(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, s
     results_out.write(b'{"results":[')
     for chunk in chunks:
         if chunk.status == SUCCEEDED:
-            results = parse_output(chunk.output, len(chunk.indices), chunk.name)
-            for index, result in zip(chunk.indices, results, strict=True):
-                record = {"index": index, **result} if isinstance(result, dict) \
-                    else {"index": index, "result": result}
-                results_out.write((b"," if counts.results else b"") + encode_request(record))
+            results = iter_results(chunk.output, len(chunk.indices), chunk.name)
+            for index, result in zip(chunk.indices, results, strict=False):
+                results_out.write((b"," if counts.results else b"") + _record(index, result))
                 counts.results += 1
+            for _extra in results:  # drains the check: raises if the counts differ
+                pass
         for index, message in translate_errors(chunk):
             flush_rejected(index)
             errors_out.write(f"request {index}: {message}\n".encode())
@@ -196,6 +218,14 @@ def merge_outputs(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, s
     flush_rejected(None)
     results_out.write(b"]}")
     return counts
+
+
+def _record(index: int, result: Any) -> bytes:
+    """A merged result: the service's result with the request's original index first."""
+    body = _ENCODER.encode(result).encode("utf-8")
+    if isinstance(result, dict):
+        return (b'{"index":%d' % index) + (b"," + body[1:] if result else b"}")
+    return b'{"index":%d,"result":' % index + body + b"}"
 
 
 def _rejected_line(item: tuple[int, str]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from recobatch.batchfile import BatchFile, validate_request
+from recobatch.batchfile import BatchFile, read_job, validate_request, why_no_requests
 from recobatch.chunking import Chunk, encode_request, max_request_bytes, split_requests
 from recobatch.errors import InputError
 from recobatch.jobspec import JobSettings
@@ -29,14 +29,6 @@ class PrepareSummary:
     first_rejection: str | None = None
 
 
-class _RestartNeeded(Exception):
-    """The file's ``job`` came after its requests and changed ``apiName``."""
-
-    def __init__(self, file_job: dict[str, Any]) -> None:
-        super().__init__("restart")
-        self.file_job = file_job
-
-
 def prepare(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: JobSettings,
             caller_job: Mapping[str, Any] | None, max_job_bytes: int,
             write_chunk: Callable[[Chunk], None],
@@ -44,8 +36,8 @@ def prepare(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: JobSett
     """Stream, validate and split a requests file.
 
     Job settings: app settings, then the file's ``"job"``, then ``caller_job`` (the caller's
-    explicit choice wins). When the file's ``"job"`` comes after its requests and changes
-    ``apiName``, validation depended on it: the file is read a second time.
+    explicit choice wins). A seed JSON file is read twice: first for its ``"job"`` (and to
+    find invalid JSON before any chunk is written), then for its requests.
 
     Parameters
     ----------
@@ -62,32 +54,21 @@ def prepare(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: JobSett
     InputError
         Invalid JSON, wrong shape, a bad ``job``, or no valid request.
     """
-    try:
-        return _prepare_once(open_stream, jsonl, base_job, caller_job, None, max_job_bytes,
-                             write_chunk, open_rejected)
-    except _RestartNeeded as restart:
-        return _prepare_once(open_stream, jsonl, base_job, caller_job, restart.file_job,
-                             max_job_bytes, write_chunk, open_rejected)
-
-
-def _prepare_once(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: JobSettings,
-                  caller_job: Mapping[str, Any] | None, known_file_job: dict[str, Any] | None,
-                  max_job_bytes: int, write_chunk: Callable[[Chunk], None],
-                  open_rejected: Callable[[], IO[bytes]]) -> PrepareSummary:
-    summary = PrepareSummary()
-    job = base_job.with_overrides(known_file_job).with_overrides(caller_job)
+    file_job = None
+    if not jsonl:
+        stream = open_stream()
+        try:
+            file_job = read_job(stream)
+        finally:
+            stream.close()
+    job = base_job.with_overrides(file_job).with_overrides(caller_job)
+    summary = PrepareSummary(job=job)
     stream = open_stream()
     rejected = open_rejected()
-    batch = BatchFile(stream, jsonl=jsonl)
-    applied = known_file_job is not None
     limit = max_request_bytes(max_job_bytes)
 
     def valid() -> Iterator[tuple[int, bytes]]:
-        nonlocal job, applied
-        for index, request in batch.requests():
-            if not applied and batch.job is not None:
-                job = base_job.with_overrides(batch.job).with_overrides(caller_job)
-                applied = True
+        for index, request in BatchFile(stream, jsonl=jsonl).requests():
             summary.requests += 1
             clean, problem = validate_request(index, request, job.api_name)
             encoded = encode_request(clean) if clean is not None else b""
@@ -110,14 +91,14 @@ def _prepare_once(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: J
     finally:
         stream.close()
     rejected.close()
-    if not applied and batch.job is not None:
-        late = base_job.with_overrides(batch.job).with_overrides(caller_job)
-        if late.api_name != job.api_name and summary.requests:
-            raise _RestartNeeded(batch.job)
-        job = late
-    summary.job = job
     if summary.requests == 0:
-        raise InputError("the requests file holds no requests.")
+        if jsonl:
+            raise InputError("the requests file holds no requests.")
+        stream = open_stream()
+        try:
+            raise InputError(why_no_requests(stream))
+        finally:
+            stream.close()
     if summary.valid == 0:
         raise InputError(f"the requests file has no valid request ({summary.rejected:,} "
                          f"rejected; first: {summary.first_rejection}).")

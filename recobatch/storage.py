@@ -208,6 +208,16 @@ def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
     return io.BufferedReader(BlobReader(blob, etag), buffer_size=BLOCK_SIZE)
 
 
+def open_reader_if_exists(blob: BlobClient) -> io.BufferedReader | None:
+    """Like :func:`open_reader`, but ``None`` when the blob does not exist."""
+    try:
+        return open_reader(blob)
+    except StorageError:
+        if not exists(blob):
+            return None
+        raise
+
+
 class BlobWriter(io.RawIOBase):
     """A write-only stream that uploads a block blob in 4 MiB blocks, computing size and MD5.
 

@@ -103,7 +103,9 @@ def test_unnumbered_upstream_lines_are_kept_with_the_chunk_name():
 
 @pytest.mark.parametrize(("output", "words"), [
     (None, "no output blob"), (b"this is not JSON {", "not valid JSON"),
-    (b'{"other": []}', 'not {"results"'), (b'{"results": []}', "0 results for 1 requests"),
+    (b'{"other": []}', "holds 0 results for 1 requests"),
+    (b'{"results": []}', "holds 0 results for 1 requests"),
+    (b'{"results": [{}, {}]}', "more than 1 results for 1 requests"),
 ])
 def test_a_bad_chunk_output_fails_the_merge(output, words):
     with pytest.raises(OutputInvalidError) as info:
