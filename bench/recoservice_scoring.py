@@ -1,0 +1,234 @@
+"""Benchmark: SAR fit and item-to-item scoring in process, and against Microsoft Recommenders.
+
+Prints figures; it is not a test. Part 1 fits ``recoservice.sar.SarModel`` on synthetic usage
+(``recoservice.synth.generate``: power-law popularity, category clusters) and scores 100,000
+item-to-item requests with 1–3 seeds each, for the exact model and for top-M pruned ones:
+fit time, requests/s, peak memory, and agreement of pruned lists with the exact ones. Part 2 runs
+``SARSingleNode`` (PyPI ``recommenders==1.2.1``) on the same usage and seeds in its own venv
+``bench/.venv-sar`` (created here when missing) and compares top-k lists and speed.
+
+Usage: ``.venv/bin/python bench/recoservice_scoring.py [--items 20000] [--users 50000]
+[--requests 100000] [--neighbors 0,200,500] [--no-reference]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+from recoservice.sar import EVENT_WEIGHTS, SarModel, SarParams  # noqa: E402
+
+REFERENCE_VENV = BENCH / ".venv-sar"
+REFERENCE_SCRIPT = BENCH / "sar_reference" / "run_sar.py"
+# SARSingleNode needs only these; recommenders' full dependency list (cornac, scikit-surprise,
+# transformers, lightgbm, ...) serves other algorithms and needs compilers, so --no-deps.
+REFERENCE_PACKAGES = (["--no-deps", "recommenders==1.2.1"], ["numpy<2", "pandas>2,<3", "scipy"])
+
+
+@dataclass
+class Usage:
+    users: np.ndarray
+    items: np.ndarray
+    times: np.ndarray
+    weights: np.ndarray
+    n_users: int
+    n_items: int
+
+
+# ------------------------------------------------------------------ data
+def synthetic_usage(n_items: int, n_users: int, seed: int) -> Usage:
+    """Usage events from ``recoservice.synth`` as index arrays."""
+    from recoservice import synth
+
+    _, rows = synth.generate(n_items, n_users, seed)
+    user_ids, item_ids, stamps, events = (np.asarray(col) for col in zip(*rows, strict=True))
+    _, users = np.unique(user_ids, return_inverse=True)
+    # Item ids are SYN-<index>; keep that index so items without events keep their place.
+    items = np.char.lstrip(np.char.replace(item_ids, "SYN-", ""), "0")
+    items = np.where(items == "", "0", items).astype(np.int64)
+    times = np.char.rstrip(stamps, "Z").astype("datetime64[s]").astype(np.int64).astype(float)
+    weights = np.vectorize(EVENT_WEIGHTS.__getitem__, otypes=[float])(events)
+    return Usage(users, items, times, weights, int(users.max()) + 1, n_items)
+
+
+def make_requests(usage: Usage, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` requests of 1–3 distinct seeds, drawn like traffic: in proportion to item usage."""
+    rng = np.random.default_rng(seed)
+    count = rng.integers(1, 4, n)
+    seeds = usage.items[rng.integers(0, len(usage.items), (n, 3))]
+    for _ in range(20):  # redraw rows whose used prefix repeats an item (few rows, few rounds)
+        dup = ((seeds[:, 1] == seeds[:, 0]) & (count > 1)) | (
+            ((seeds[:, 2] == seeds[:, 0]) | (seeds[:, 2] == seeds[:, 1])) & (count > 2))
+        if not dup.any():
+            break
+        seeds[dup] = usage.items[rng.integers(0, len(usage.items), (int(dup.sum()), 3))]
+    indices = seeds[np.arange(3) < count[:, None]]
+    return np.concatenate(([0], np.cumsum(count))), indices
+
+
+# ------------------------------------------------------------------ our engine
+def fit(usage: Usage, params: SarParams) -> tuple[SarModel, float]:
+    started = time.perf_counter()
+    model = SarModel.fit(usage.users, usage.items, usage.times, usage.weights, usage.n_users,
+                         usage.n_items, params)
+    return model, time.perf_counter() - started
+
+
+def score(model: SarModel, indptr: np.ndarray, indices: np.ndarray, k: int, repeat: int):
+    """Best of ``repeat`` timed runs, then one traced run for the peak of scoring's allocations."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = model.recommend_items(indptr, indices, k, return_backfill=True)
+        best = min(best, time.perf_counter() - started)
+    tracemalloc.start()
+    model.recommend_items(indptr, indices, k)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, best, peak
+
+
+def scored_only(idx: np.ndarray, backfilled: np.ndarray) -> np.ndarray:
+    return np.where(backfilled, -1, idx)
+
+
+def agreement(ours: np.ndarray, ref: np.ndarray, ours_score=None, ref_score=None) -> dict:
+    """Identical lists, mean overlap of the item sets, and lists equal up to tie order."""
+    same = (ours == ref).all(axis=1)
+    hits = (ours[:, :, None] == ref[:, None, :]) & (ours[:, :, None] >= 0)
+    size = np.maximum((ours >= 0).sum(axis=1), (ref >= 0).sum(axis=1))
+    overlap = np.where(size > 0, hits.any(axis=2).sum(axis=1) / np.maximum(size, 1), 1.0)
+    out = {"identical": float(same.mean()), "overlap": float(overlap.mean())}
+    if ours_score is not None:
+        # Same score sequence: the lists differ only in how ties (at the k-th place) were broken.
+        tied = np.isclose(ours_score, ref_score, rtol=1e-5, atol=1e-7).all(axis=1)
+        out["same_scores"] = float((tied & ((ours >= 0) == (ref >= 0)).all(axis=1)).mean())
+    return out
+
+
+# ------------------------------------------------------------------ reference
+def ensure_reference_venv() -> Path:
+    """Create ``bench/.venv-sar`` with recommenders 1.2.1 unless it already imports."""
+    python = REFERENCE_VENV / "bin" / "python"
+    check = [str(python), "-c", "from recommenders.models.sar.sar_singlenode import SARSingleNode"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.11.*/bin/python"))
+    base = candidates[-1] if candidates else sys.executable
+    print(f"creating {REFERENCE_VENV} with {base} (pip install recommenders==1.2.1) ...")
+    subprocess.run([base, "-m", "venv", str(REFERENCE_VENV)], check=True)
+    for packages in REFERENCE_PACKAGES:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True,
+                       capture_output=True, text=True, timeout=1200)
+    subprocess.run(check, check=True, capture_output=True, text=True)
+    return python
+
+
+def run_reference(python: Path, usage: Usage, indptr, indices, params: SarParams, k: int):
+    with tempfile.TemporaryDirectory(prefix="sar-ref-") as tmp:
+        work = Path(tmp)
+        pairs = np.unique(usage.users * np.int64(usage.n_items) + usage.items)
+        np.savez(work / "usage.npz", user=pairs // usage.n_items, item=pairs % usage.n_items)
+        np.savez(work / "seeds.npz", indptr=indptr, indices=indices)
+        (work / "params.json").write_text(json.dumps(
+            {"similarity": params.similarity, "threshold": params.support_threshold, "k": k,
+             "block": 1000}))
+        started = time.perf_counter()
+        proc = subprocess.run([str(python), str(REFERENCE_SCRIPT), str(work)],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
+        with np.load(work / "result.npz") as res:
+            out = {name: res[name] for name in res.files}
+        out["wall_seconds"] = wall
+        return out
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--neighbors", default="0,200,500",
+                        help="comma-separated max_neighbors values; 0 = exact (the baseline)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    usage = synthetic_usage(args.items, args.users, args.seed)
+    indptr, indices = make_requests(usage, args.requests, args.seed + 1)
+    print(f"data: {usage.n_items:,} items, {usage.n_users:,} users, {len(usage.items):,} events; "
+          f"{args.requests:,} requests, {len(indices):,} seeds "
+          f"(generated in {time.perf_counter() - started:.1f}s)")
+
+    params = SarParams()  # jaccard, support threshold 3, backfilling on
+    exact: dict | None = None
+    timings: dict[int, float] = {}
+    print(f"\n[1] recoservice.sar, k={args.k}, {params.similarity}, "
+          f"threshold {params.support_threshold}")
+    print(f"{'M':>6} {'fit s':>7} {'sim nnz':>10} {'score s':>8} {'req/s':>9} {'peak MB':>8} "
+          f"{'=exact':>7} {'overlap':>8} {'1-seed =':>9}")
+    single = np.diff(indptr) == 1
+    for m in (int(x) for x in args.neighbors.split(",")):
+        model, fit_s = fit(usage, SarParams(max_neighbors=m))
+        (idx, sc, fill), score_s, peak = score(model, indptr, indices, args.k, args.repeat)
+        lists = scored_only(idx, fill)
+        timings[m] = score_s
+        if exact is None:
+            exact = {"idx": lists, "score": sc, "backfilled": int(fill.sum()), "seconds": score_s}
+        agree = agreement(lists, exact["idx"])
+        single_same = float((lists[single] == exact["idx"][single]).all(axis=1).mean())
+        print(f"{m:>6} {fit_s:>7.2f} {model.similarity().nnz:>10,} {score_s:>8.2f} "
+              f"{args.requests / score_s:>9,.0f} {peak / 2**20:>8.0f} {agree['identical']:>7.3f} "
+              f"{agree['overlap']:>8.3f} {single_same:>9.3f}")
+    assert exact is not None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process max RSS: {rss:,.0f} MB; backfilled entries (first model): "
+          f"{exact['backfilled']:,} of {args.requests * args.k:,}")
+    print("=exact: identical scored top-k vs the first model; 1-seed =: same, one-seed requests")
+
+    if args.no_reference:
+        return
+    print("\n[2] Microsoft Recommenders SARSingleNode (recommenders 1.2.1), same usage and seeds")
+    try:
+        python = ensure_reference_venv()
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        print(f"reference skipped: could not install recommenders ({exc}) {detail[-800:]}")
+        return
+    ref = run_reference(python, usage, indptr, indices, params, args.k)
+    ref_idx = np.where(ref["score"] > 0, ref["idx"], -1)  # it lists zero-score items too
+    ref_score = np.where(ref_idx >= 0, ref["score"], 0.0)
+    ours_idx = exact["idx"]
+    ours_score = np.where(ours_idx >= 0, exact["score"], 0.0)
+    agree = agreement(ours_idx, ref_idx, ours_score, ref_score)
+    ref_s = float(ref["score_seconds"])
+    print(f"reference fit {float(ref['fit_seconds']):.2f}s, scoring {ref_s:.2f}s "
+          f"({args.requests / ref_s:,.0f} req/s), max RSS {float(ref['max_rss_mb']):,.0f} MB")
+    print(f"top-{args.k} agreement with our exact model: identical lists {agree['identical']:.4f}, "
+          f"same score sequence {agree['same_scores']:.4f}, mean overlap {agree['overlap']:.4f}")
+    for m, seconds in timings.items():
+        print(f"speed ratio, reference scoring time / ours (M={m}): {ref_s / seconds:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
