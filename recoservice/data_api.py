@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from recoservice.errors import ApiError
@@ -114,3 +114,31 @@ def catalog_items(model_id: str, request: Request, ids: str | None = Query(None)
                                 "OR item_id LIKE ?) ORDER BY seq LIMIT ?",
                                 (model_id, pattern, pattern, MAX_TOP)).fetchall()
     return {"value": [item_json(r) for r in rows]}
+
+
+@router.get("/models/{model_id}/usage")
+def list_usage_files(model_id: str, request: Request) -> dict[str, Any]:
+    """The usage files imported into the model: id, name, size, events imported, date."""
+    state: State = request.app.state.state
+    require_model(state, model_id)
+    with state.db(write=False) as conn:
+        rows = conn.execute("SELECT * FROM usage_files WHERE model_id = ? ORDER BY created, id",
+                            (model_id,)).fetchall()
+    return {"value": [{"id": r["id"], "name": r["display_name"], "dateModified": r["created"],
+                       "sizeInBytes": r["size_bytes"], "importedLineCount": r["imported"]}
+                      for r in rows]}
+
+
+@router.delete("/models/{model_id}/usage/{file_id}", status_code=204)
+def delete_usage_file(model_id: str, file_id: str, request: Request) -> Response:
+    """Forget one usage file (builds made with it keep working; the next build skips it)."""
+    state: State = request.app.state.state
+    require_model(state, model_id)
+    with state.db() as conn:
+        gone = conn.execute("DELETE FROM usage_files WHERE id = ? AND model_id = ?",
+                            (file_id, model_id)).rowcount
+    if not gone:
+        raise ApiError(404, "UsageFileNotFound",
+                       f"Model '{model_id}' has no usage file '{file_id}'.")
+    state.usage_path(model_id, file_id).unlink(missing_ok=True)
+    return Response(status_code=204)

@@ -118,3 +118,20 @@ def test_upload_over_the_limit_is_413_naming_the_limit(recoservice_factory):
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "PayloadTooLarge"
     assert "1,048 bytes" in resp.json()["error"]["message"]
+
+
+def test_usage_files_are_listed_and_can_be_deleted(recoservice):
+    model_id = create_model(recoservice)
+    upload(recoservice, model_id, "catalog", TINY_CATALOG)
+    file_id = upload(recoservice, model_id, "usage", "u1,ITEM-A,2025-06-01T10:00:00Z\n").json()[
+        "fileId"]
+    url = f"{recoservice.base_url}/models/{model_id}/usage"
+
+    listed = requests.get(url, headers=recoservice.headers(), timeout=10).json()["value"]
+    deleted = requests.delete(f"{url}/{file_id}", headers=recoservice.headers(), timeout=10)
+    again = requests.delete(f"{url}/{file_id}", headers=recoservice.headers(), timeout=10)
+
+    assert [(f["id"], f["importedLineCount"]) for f in listed] == [(file_id, 1)]
+    assert deleted.status_code == 204
+    assert again.status_code == 404
+    assert requests.get(url, headers=recoservice.headers(), timeout=10).json() == {"value": []}
