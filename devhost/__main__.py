@@ -116,13 +116,18 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the storage SDK logs request URLs and headers at INFO: keep it (and any SAS) out
     logging.getLogger("azure").setLevel(logging.WARNING)
-    return asyncio.run(serve(parse_args(argv)))
+    code = asyncio.run(serve(parse_args(argv)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # don't wait for activities still running: their work items stay in the store and run
+    # again at the next start (at-least-once, as on the real host)
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
