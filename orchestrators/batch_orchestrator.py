@@ -15,13 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskState
 
 from activities import merge_results, prepare_batch, write_marker
-from orchestrators.blueprint import CANCEL_EVENT, bp
-from orchestrators.chunk_orchestrator import chunk_orchestrator
+from orchestrators.blueprint import bp
 from orchestrators.clock import iso
 from orchestrators.failures import reason
+from orchestrators.fan_out import fan_out
 from orchestrators.progress import Progress, failing_chunks, run_code, run_message
 from recobatch import errors, markers, naming
 
@@ -46,55 +45,6 @@ def _failed(context: df.DurableOrchestrationContext, args: dict, started: dateti
         instance_id=context.instance_id, input_name=args["name"], code=code, message=message,
         started_at=iso(started), ended_at=iso(context.current_utc_datetime),
         etag=args.get("etag"), size=args.get("size"), container=args["container"], **fields)
-
-
-def _fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
-             progress: Progress) -> Gen:
-    """Run every chunk, at most N at a time; return True if the run was cancelled."""
-    settings = args["settings"]
-    window = max(1, int(settings["maxConcurrentJobs"]))
-    chunk_settings = {"pollInitial": settings["pollInitialSeconds"],
-                      "pollMax": settings["pollMaxSeconds"],
-                      "timeoutMinutes": settings["timeoutMinutes"]}
-    queue = [chunk["name"] for chunk in prep["chunks"]]
-    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
-    running: dict[Any, str] = {}  # task -> chunk name
-    cancelled = False
-    while queue or running:
-        while queue and len(running) < window and not cancelled:
-            name = queue.pop(0)
-            child_id = naming.chunk_orchestration_id(context.instance_id, name)
-            task = context.call_sub_orchestrator(
-                chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
-                                     "job": prep.get("job") or {}, "settings": chunk_settings},
-                child_id, expected_type=dict)  # the handle's own annotation says str
-            running[task] = name
-            progress.running[name] = child_id
-        context.set_custom_status(progress.status())
-        if not running:
-            break
-        winner = yield context.task_any(list(running) + ([] if cancelled else [cancel]))
-        if winner is cancel:
-            _log(context, "cancel requested")
-            cancelled = True
-            progress.phase = "cancelling"
-        for task in [t for t in running if t.is_completed]:
-            name = running.pop(task)
-            progress.running.pop(name)
-            progress.results[name] = _chunk_result(task, name)
-    for name in queue:  # never started because of the cancel
-        progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
-                                  "operationId": None, "message": "not started: run cancelled."}
-    return cancelled
-
-
-def _chunk_result(task: Any, name: str) -> dict:
-    """A finished chunk's result; a crashed sub-orchestration counts as Failed with its code."""
-    if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
-        return task.result
-    code, sentence = reason(task.result)
-    return {"chunk": name, "status": "Failed", "code": code, "operationId": None,
-            "message": sentence}
 
 
 def _prepare_input(context: df.DurableOrchestrationContext, args: dict) -> dict:
@@ -126,7 +76,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     progress.requests = int(prep.get("requests") or 0)
     progress.total = len(prep["chunks"])
     progress.phase = "running"
-    cancelled = yield from _fan_out(context, args, prep, progress)
+    cancelled = yield from fan_out(context, args, prep, progress)
 
     progress.phase = "merging"
     context.set_custom_status(progress.status())

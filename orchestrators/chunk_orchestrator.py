@@ -11,10 +11,6 @@ timer raced against the ``cancel`` external event, so a cancel wakes the chunk a
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Generator
-from typing import Any
-
 import azure.durable_functions as df
 
 from activities import (
@@ -24,8 +20,9 @@ from activities import (
     submit_chunk,
     verify_output,
 )
-from orchestrators.blueprint import CANCEL_EVENT, bp
-from orchestrators.clock import after, iso
+from orchestrators.blueprint import bp
+from orchestrators.chunk_run import CANCELLED, FAILED, REJECTED, SUCCEEDED, TIMED_OUT, ChunkRun, Gen
+from orchestrators.clock import after
 from orchestrators.failures import reason
 from recobatch import errors
 
@@ -35,59 +32,8 @@ VERIFY_ATTEMPTS = 4
 # more tries; a timeout on submit may have created the job, so we do not insist forever.
 SUBMIT_UNAVAILABLE_TRIES = 3
 
-SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, REJECTED = (
-    "Succeeded", "Failed", "Cancelled", "TimedOut", "Rejected")
-_CODE_OF_STATUS = {CANCELLED: errors.CANCELLED, TIMED_OUT: errors.JOB_TIMED_OUT,
-                   REJECTED: errors.UPSTREAM_REJECTED}
 
-Gen = Generator[Any, Any, Any]
-
-
-class _Chunk:
-    """What one chunk run knows: its ids, settings, clock bounds and the cancel wait."""
-
-    def __init__(self, context: df.DurableOrchestrationContext, args: dict) -> None:
-        self.context = context
-        self.instance_id: str = args["instanceId"]
-        self.chunk: str = args["chunk"]
-        self.job: dict = args.get("job") or {}
-        settings = args["settings"]
-        self.poll_initial = float(settings["pollInitial"])
-        self.poll_max = float(settings["pollMax"])
-        self.started = context.current_utc_datetime
-        self.deadline = after(self.started, float(settings["timeoutMinutes"]) * 60)
-        # One wait task for the whole run: re-yielded in every race, scheduled once.
-        self.cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
-        self.operation_id: str | None = None
-
-    def result(self, status: str, message: str = "", *, code: str | None = None,
-               results: int = 0) -> dict:
-        if code is None and status != SUCCEEDED:
-            code = _CODE_OF_STATUS.get(status, errors.UPSTREAM_JOB_FAILED)
-        return {"chunk": self.chunk, "status": status, "code": code,
-                "operationId": self.operation_id, "message": message,
-                "startedAt": iso(self.started), "endedAt": iso(self.context.current_utc_datetime),
-                "results": results}
-
-    def log(self, text: str) -> None:
-        if not self.context.is_replaying:
-            logging.info("%s:%s %s", self.instance_id, self.chunk, text)
-
-    def wait(self, seconds: float) -> Gen:
-        """Sleep on a durable timer (capped at the deadline); return True if cancel won."""
-        timer = self.context.create_timer(after(self.context.current_utc_datetime, seconds,
-                                                self.deadline))
-        winner = yield self.context.task_any([timer, self.cancel])
-        if winner is self.cancel:
-            timer.cancel()
-            return True
-        return False
-
-    def past_deadline(self) -> bool:
-        return self.context.current_utc_datetime >= self.deadline
-
-
-def _submit(run: _Chunk) -> Gen:
+def _submit(run: ChunkRun) -> Gen:
     """Submit until accepted; return a final result dict, or None once the job runs."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk, "job": run.job}
     unavailable = 0
@@ -115,7 +61,7 @@ def _submit(run: _Chunk) -> Gen:
         yield from run.wait(min(max(retry_after, 1.0), run.poll_max))
 
 
-def _cancel_upstream(run: _Chunk) -> Gen:
+def _cancel_upstream(run: ChunkRun) -> Gen:
     """Ask the service to cancel the job; a failure here must not hide why we cancel."""
     try:
         yield run.context.call_activity(cancel_operation, {"operationId": run.operation_id})
@@ -123,7 +69,7 @@ def _cancel_upstream(run: _Chunk) -> Gen:
         run.log(f"cancel_operation failed: {errors.code_of(exc)}")
 
 
-def _poll(run: _Chunk) -> Gen:
+def _poll(run: ChunkRun) -> Gen:
     """Poll the operation with backoff; return a final result dict, or None on Succeeded."""
     interval = run.poll_initial
     while True:
@@ -152,7 +98,7 @@ def _poll(run: _Chunk) -> Gen:
             return run.result(TIMED_OUT, "the batch job did not finish before the deadline.")
 
 
-def _verify(run: _Chunk) -> Gen:
+def _verify(run: ChunkRun) -> Gen:
     """Check the output blob, waiting a little while it is not there yet."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk}
     for attempt in range(VERIFY_ATTEMPTS):
@@ -177,7 +123,7 @@ def _verify(run: _Chunk) -> Gen:
 @bp.orchestration_trigger(context_name="context", input_type=dict)
 def chunk_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     """Run one chunk's batch job: submit, poll, verify (see the module docstring)."""
-    run = _Chunk(context, context.get_input())
+    run = ChunkRun(context, context.get_input())
     # A chunk started just after a cancel request may have missed the event: check the flag.
     try:
         flag = yield context.call_activity(is_cancel_requested, {"instanceId": run.instance_id})

@@ -1,0 +1,67 @@
+"""One chunk run's state for ``chunk_orchestrator``: ids, settings, clock bounds, the cancel wait.
+
+Deterministic: the clock is the orchestration clock, the waits are durable timers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.blueprint import CANCEL_EVENT
+from orchestrators.clock import after, iso
+from recobatch import errors
+
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, REJECTED = (
+    "Succeeded", "Failed", "Cancelled", "TimedOut", "Rejected")
+_CODE_OF_STATUS = {CANCELLED: errors.CANCELLED, TIMED_OUT: errors.JOB_TIMED_OUT,
+                   REJECTED: errors.UPSTREAM_REJECTED}
+
+Gen = Generator[Any, Any, Any]
+
+
+class ChunkRun:
+    """What one chunk run knows: its ids, settings, clock bounds and the cancel wait."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, args: dict) -> None:
+        self.context = context
+        self.instance_id: str = args["instanceId"]
+        self.chunk: str = args["chunk"]
+        self.job: dict = args.get("job") or {}
+        settings = args["settings"]
+        self.poll_initial = float(settings["pollInitial"])
+        self.poll_max = float(settings["pollMax"])
+        self.started = context.current_utc_datetime
+        self.deadline = after(self.started, float(settings["timeoutMinutes"]) * 60)
+        # One wait task for the whole run: re-yielded in every race, scheduled once.
+        self.cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
+        self.operation_id: str | None = None
+
+    def result(self, status: str, message: str = "", *, code: str | None = None,
+               results: int = 0) -> dict:
+        if code is None and status != SUCCEEDED:
+            code = _CODE_OF_STATUS.get(status, errors.UPSTREAM_JOB_FAILED)
+        return {"chunk": self.chunk, "status": status, "code": code,
+                "operationId": self.operation_id, "message": message,
+                "startedAt": iso(self.started), "endedAt": iso(self.context.current_utc_datetime),
+                "results": results}
+
+    def log(self, text: str) -> None:
+        if not self.context.is_replaying:
+            logging.info("%s:%s %s", self.instance_id, self.chunk, text)
+
+    def wait(self, seconds: float) -> Gen:
+        """Sleep on a durable timer (capped at the deadline); return True if cancel won."""
+        timer = self.context.create_timer(after(self.context.current_utc_datetime, seconds,
+                                                self.deadline))
+        winner = yield self.context.task_any([timer, self.cancel])
+        if winner is self.cancel:
+            timer.cancel()
+            return True
+        return False
+
+    def past_deadline(self) -> bool:
+        return self.context.current_utc_datetime >= self.deadline

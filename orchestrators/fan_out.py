@@ -1,0 +1,72 @@
+"""The fan-out of ``batch_orchestrator``: every chunk as a sub-orchestration, N at a time.
+
+The window is refilled with ``task_any`` over the running chunks and the ``cancel`` event; once
+cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskState
+
+from orchestrators.blueprint import CANCEL_EVENT
+from orchestrators.chunk_orchestrator import chunk_orchestrator
+from orchestrators.failures import reason
+from orchestrators.progress import Progress
+from recobatch import errors, naming
+
+Gen = Generator[Any, Any, Any]
+
+
+def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
+            progress: Progress) -> Gen:
+    """Run every chunk, at most N at a time; return True if the run was cancelled."""
+    settings = args["settings"]
+    window = max(1, int(settings["maxConcurrentJobs"]))
+    chunk_settings = {"pollInitial": settings["pollInitialSeconds"],
+                      "pollMax": settings["pollMaxSeconds"],
+                      "timeoutMinutes": settings["timeoutMinutes"]}
+    queue = [chunk["name"] for chunk in prep["chunks"]]
+    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
+    running: dict[Any, str] = {}  # task -> chunk name
+    cancelled = False
+    while queue or running:
+        while queue and len(running) < window and not cancelled:
+            name = queue.pop(0)
+            child_id = naming.chunk_orchestration_id(context.instance_id, name)
+            task = context.call_sub_orchestrator(
+                chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
+                                     "job": prep.get("job") or {}, "settings": chunk_settings},
+                child_id, expected_type=dict)  # the handle's own annotation says str
+            running[task] = name
+            progress.running[name] = child_id
+        context.set_custom_status(progress.status())
+        if not running:
+            break
+        winner = yield context.task_any(list(running) + ([] if cancelled else [cancel]))
+        if winner is cancel:
+            if not context.is_replaying:
+                logging.info("%s cancel requested", context.instance_id)
+            cancelled = True
+            progress.phase = "cancelling"
+        for task in [t for t in running if t.is_completed]:
+            name = running.pop(task)
+            progress.running.pop(name)
+            progress.results[name] = _chunk_result(task, name)
+    for name in queue:  # never started because of the cancel
+        progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
+                                  "operationId": None, "message": "not started: run cancelled."}
+    return cancelled
+
+
+def _chunk_result(task: Any, name: str) -> dict:
+    """A finished chunk's result; a crashed sub-orchestration counts as Failed with its code."""
+    if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
+        return task.result
+    code, sentence = reason(task.result)
+    return {"chunk": name, "status": "Failed", "code": code, "operationId": None,
+            "message": sentence}
