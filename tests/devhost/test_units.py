@@ -1,0 +1,80 @@
+"""devhost's pure helpers, in process: routes, trigger paths, action flattening, inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devhost.blobtrigger import BlobPath, quoted
+from devhost.durable import events as ev
+from devhost.durable.client_api import _json_text
+from devhost.durable.orchestrations import _diverges, _retry_delay_ms
+from devhost.http import route_path
+
+
+@pytest.mark.parametrize(("route", "path"), [
+    ("batches", "/api/batches"),
+    ("batches/{id}/cancel", "/api/batches/{id}/cancel"),
+    ("items/{id:int}/{name?}", "/api/items/{id}/{name}"),
+    ("files/{*rest}", "/api/files/{rest:.*}"),
+])
+def test_route_templates_become_aiohttp_paths(route: str, path: str) -> None:
+    assert route_path(route, "api") == path
+
+
+def test_blob_path_resolves_settings_and_matches_names(monkeypatch) -> None:
+    monkeypatch.setenv("IN_CONTAINER", "batch-input")
+
+    path = BlobPath.parse("%IN_CONTAINER%/drop/{name}.json")
+
+    assert (path.container, path.prefix) == ("batch-input", "drop/")
+    assert path.pattern.match("drop/a/b.json") and not path.pattern.match("drop/a.txt")
+
+
+def test_blob_path_names_a_missing_setting() -> None:
+    with pytest.raises(KeyError, match="NOT_SET_ANYWHERE"):
+        BlobPath.parse("%NOT_SET_ANYWHERE%/{name}")
+
+
+def test_etag_is_quoted_once() -> None:
+    assert quoted("0x1") == '"0x1"' and quoted('"0x1"') == '"0x1"'
+
+
+def test_flatten_expands_compound_actions_in_order() -> None:
+    call = {"actionType": ev.CALL_ACTIVITY, "functionName": "a"}
+    timer = {"actionType": ev.CREATE_TIMER, "fireAt": "x"}
+    wait = {"actionType": ev.WAIT_EVENT, "externalEventName": "go"}
+    nested = {"actionType": ev.WHEN_ANY, "compoundActions": [
+        {"actionType": ev.WHEN_ALL, "compoundActions": [call, call]}, timer]}
+
+    flat = ev.flatten([[call, nested, wait]])
+
+    assert [ev.action_key(a) for a in flat] == [[0, "a"], [0, "a"], [0, "a"], [5, ""],
+                                                [6, "go"]]
+
+
+def test_divergence_names_the_action() -> None:
+    recorded = [[0, "a"], [5, ""]]
+    flat = [{"actionType": 0, "functionName": "a"}, {"actionType": 0, "functionName": "b"}]
+
+    message = _diverges(recorded, flat)
+
+    assert message is not None
+    assert "action #1" in message and "expected CreateTimer, got CallActivity 'b'" in message
+    assert _diverges(recorded[:1], flat) is None
+
+
+def test_retry_delay_backs_off_up_to_the_cap() -> None:
+    options = {"firstRetryIntervalInMilliseconds": 1000, "backoffCoefficient": 2,
+               "maxRetryIntervalInMilliseconds": 3000}
+
+    assert [_retry_delay_ms(options, n) for n in (1, 2, 3)] == [1000, 2000, 3000]
+
+
+def test_inputs_posted_by_the_sdk_and_by_curl_give_the_same_json_text() -> None:
+    sdk_body = json.dumps(json.dumps({"a": 1})).encode()  # the SDK double-encodes
+    curl_body = b'{"a": 1}'
+
+    assert json.loads(_json_text(sdk_body)) == json.loads(_json_text(curl_body)) == {"a": 1}
+    assert _json_text(b'"plain"') == '"plain"' and _json_text(b"") is None
