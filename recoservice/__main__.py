@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8001)
     serve.add_argument("--state-dir", type=Path, required=True,
                        help="folder for the database and built models (kept across restarts)")
-    serve.add_argument("--key", action="append", required=True, dest="keys",
-                       help="a valid subscription key (repeatable)")
+    serve.add_argument("--key", action="append", default=[], dest="keys",
+                       help="a valid subscription key (repeatable; visible in ps: prefer "
+                            "--key-file or RECOSERVICE_KEYS outside tests)")
+    serve.add_argument("--key-file", type=Path, default=None,
+                       help="file with one valid subscription key per line")
     serve.add_argument("--demo", action="store_true",
                        help="ensure the 'demo' model exists, built, before serving")
     serve.add_argument("--faults", type=Path, default=None,
@@ -34,12 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _keys(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Keys from --key, --key-file and RECOSERVICE_KEYS (comma-separated), in that order."""
+    keys = list(args.keys)
+    if args.key_file is not None:
+        keys += [ln.strip() for ln in args.key_file.read_text().splitlines() if ln.strip()]
+    keys += [k.strip() for k in os.environ.get("RECOSERVICE_KEYS", "").split(",") if k.strip()]
+    if not keys:
+        parser.error("give at least one --key (or --key-file, or RECOSERVICE_KEYS)")
+    return keys
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    keys = _keys(args, parser)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = Config(
-        state_dir=args.state_dir, keys=list(args.keys),
+        state_dir=args.state_dir, keys=keys,
         allowed_blob_hosts=list(args.blob_hosts or DEFAULT_ALLOWED_BLOB_HOSTS),
         faults_file=args.faults, demo=args.demo,
         max_catalog_bytes=int(args.max_catalog_mb * 1024 * 1024),

@@ -38,3 +38,23 @@ def test_batch_routes_are_mounted_under_the_v4_prefix(recoservice):
 
     assert resp.status_code == 200
     assert "batchJobs" in resp.json()
+
+
+def test_keys_can_come_from_a_key_file(tmp_path):
+    from devhost.services import start_recoservice
+
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("file-key-1\n\nfile-key-2\n")
+    svc = start_recoservice(tmp_path / "svc", keys=[], demo=False,
+                            extra_args=["--key-file", str(key_file)])
+    try:
+        base = svc.extra["base_url"]
+        ok = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": "file-key-2"},
+                          timeout=10)
+        bad = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": "x"},
+                           timeout=10)
+    finally:
+        svc.stop()
+
+    assert ok.status_code == 200
+    assert bad.status_code == 401
