@@ -159,6 +159,102 @@ def run_reference(python: Path, usage: Usage, indptr, indices, params: SarParams
         return out
 
 
+# ------------------------------------------------------------------ through a batch job
+def batch_job_figures(n_items: int, n_users: int, seed: int, indptr, indices, k: int) -> None:
+    """Time one batch job end to end: Azurite + recoservice, build, submit, poll, read output."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    from devhost.services import start_azurite, start_recoservice
+    from recoservice import synth
+
+    key = "bench-" + uuid.uuid4().hex  # a throwaway local key, never printed
+    headers = {"Ocp-Apim-Subscription-Key": key}
+    with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp:
+        azurite = start_azurite(Path(tmp) / "azurite")
+        reco = start_recoservice(Path(tmp) / "reco", keys=[key], demo=False)
+        try:
+            base = str(reco.extra["base_url"])
+
+            def wait(op_url: str, timeout: float = 1800) -> dict:
+                deadline = time.monotonic() + timeout
+                while True:
+                    op = requests.get(op_url, headers=headers, timeout=30).json()
+                    if op["status"] in ("Succeeded", "Failed", "Cancelled"):
+                        return op
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"operation still {op['status']} after {timeout}s")
+                    time.sleep(0.2)
+
+            catalog, usage = synth.generate(n_items, n_users, seed)
+            model_id = requests.post(f"{base}/models", json={"modelName": "bench"},
+                                     headers=headers, timeout=30).json()["id"]
+            started = time.perf_counter()
+            for what, rows in (("catalog", catalog), ("usage", usage)):
+                upload_headers = {**headers, "Content-Type": "application/octet-stream"}
+                resp = requests.post(f"{base}/models/{model_id}/{what}", data=synth.to_csv(rows),
+                                     headers=upload_headers, timeout=600)
+                resp.raise_for_status()
+            upload_s = time.perf_counter() - started
+            started = time.perf_counter()
+            resp = requests.post(f"{base}/models/{model_id}/builds", headers=headers, timeout=60,
+                                 json={"description": "bench", "buildType": "sar"})
+            resp.raise_for_status()
+            op = wait(resp.headers["Operation-Location"])
+            build_s = time.perf_counter() - started
+            if op["status"] != "Succeeded":
+                raise RuntimeError(f"build {op['status']}: {op.get('message')}")
+
+            # As many requests as fit the 2 MB input limit.
+            seeds = [[f"SYN-{i:06d}" for i in indices[indptr[r]:indptr[r + 1]]]
+                     for r in range(len(indptr) - 1)]
+            doc = {"requests": [{"SeedItems": s} for s in seeds]}
+            while len(json.dumps(doc)) > 2_000_000:
+                doc["requests"] = doc["requests"][: int(len(doc["requests"]) * 0.9)]
+            n_req = len(doc["requests"])
+            service = BlobServiceClient.from_connection_string(
+                str(azurite.extra["connection_string"]))
+            container = service.create_container("bench")
+            container.upload_blob("job/input.json", json.dumps(doc).encode(), overwrite=True)
+
+            def where(blob: str, permission: str) -> dict:
+                token = generate_blob_sas(
+                    account_name=service.account_name, container_name="bench", blob_name=blob,
+                    account_key=service.credential.account_key,
+                    permission=BlobSasPermissions.from_string(permission),
+                    expiry=datetime.now(UTC) + timedelta(hours=2))
+                return {"authenticationType": "PublicOrSas",
+                        "baseLocation": container.url.rsplit("/", 1)[0] + "/",
+                        "relativeLocation": f"bench/{blob}", "sasBlobToken": "?" + token}
+
+            body = {"input": where("job/input.json", "r"),
+                    "output": where("job/output.json", "cw"),
+                    "error": where("job/errors.txt", "cw"),
+                    "job": {"apiName": "ItemRecommend", "modelId": model_id,
+                            "numberOfResults": k, "includeMetadata": False, "minimalScore": 0.0}}
+            started = time.perf_counter()
+            resp = requests.post(f"{base}/batchjobs", json=body, headers=headers, timeout=60)
+            resp.raise_for_status()
+            op = wait(resp.headers["Operation-Location"])
+            job_s = time.perf_counter() - started
+            if op["status"] != "Succeeded":
+                raise RuntimeError(f"batch job {op['status']}: {op.get('message')}")
+            output = container.download_blob("job/output.json").readall()
+            results = json.loads(output)["results"]
+            listed = sum(len(r["recommendations"]) for r in results)
+        finally:
+            reco.stop()
+            azurite.stop()
+    print(f"upload catalog+usage {upload_s:.1f}s, build {build_s:.1f}s")
+    print(f"batch job: {n_req:,} requests ({len(json.dumps(doc)):,} bytes input) -> "
+          f"{len(results):,} results, {listed:,} recommendations, {len(output):,} bytes output")
+    print(f"submit to Succeeded {job_s:.1f}s = {n_req / job_s:,.0f} requests/s end to end "
+          "(includes the poll interval of 0.2s)")
+
+
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -171,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated max_neighbors values; 0 = exact (the baseline)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="skip part 3 (a batch job through Azurite and recoservice)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -183,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     params = SarParams()  # jaccard, support threshold 3, backfilling on
     exact: dict | None = None
     timings: dict[int, float] = {}
+    lists_by_m: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     print(f"\n[1] recoservice.sar, k={args.k}, {params.similarity}, "
           f"threshold {params.support_threshold}")
     print(f"{'M':>6} {'fit s':>7} {'sim nnz':>10} {'score s':>8} {'req/s':>9} {'peak MB':>8} "
@@ -193,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         (idx, sc, fill), score_s, peak = score(model, indptr, indices, args.k, args.repeat)
         lists = scored_only(idx, fill)
         timings[m] = score_s
+        lists_by_m[m] = (lists, sc)
         if exact is None:
             exact = {"idx": lists, "score": sc, "backfilled": int(fill.sum()), "seconds": score_s}
         agree = agreement(lists, exact["idx"])
@@ -206,8 +306,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{exact['backfilled']:,} of {args.requests * args.k:,}")
     print("=exact: identical scored top-k vs the first model; 1-seed =: same, one-seed requests")
 
-    if args.no_reference:
-        return
+    if not args.no_reference:
+        reference_figures(args, usage, indptr, indices, params, lists_by_m, timings)
+    if not args.no_batch:
+        print("\n[3] through a recoservice batch job (Azurite + recoservice over HTTP)")
+        batch_job_figures(args.items, args.users, args.seed, indptr, indices, args.k)
+
+
+def reference_figures(args, usage: Usage, indptr, indices, params: SarParams,
+                      lists_by_m: dict[int, tuple[np.ndarray, np.ndarray]],
+                      timings: dict[int, float]) -> None:
     print("\n[2] Microsoft Recommenders SARSingleNode (recommenders 1.2.1), same usage and seeds")
     try:
         python = ensure_reference_venv()
@@ -218,16 +326,17 @@ def main(argv: list[str] | None = None) -> None:
     ref = run_reference(python, usage, indptr, indices, params, args.k)
     ref_idx = np.where(ref["score"] > 0, ref["idx"], -1)  # it lists zero-score items too
     ref_score = np.where(ref_idx >= 0, ref["score"], 0.0)
-    ours_idx = exact["idx"]
-    ours_score = np.where(ours_idx >= 0, exact["score"], 0.0)
-    agree = agreement(ours_idx, ref_idx, ours_score, ref_score)
     ref_s = float(ref["score_seconds"])
     print(f"reference fit {float(ref['fit_seconds']):.2f}s, scoring {ref_s:.2f}s "
           f"({args.requests / ref_s:,.0f} req/s), max RSS {float(ref['max_rss_mb']):,.0f} MB")
-    print(f"top-{args.k} agreement with our exact model: identical lists {agree['identical']:.4f}, "
-          f"same score sequence {agree['same_scores']:.4f}, mean overlap {agree['overlap']:.4f}")
-    for m, seconds in timings.items():
-        print(f"speed ratio, reference scoring time / ours (M={m}): {ref_s / seconds:.1f}x")
+    print(f"{'M':>6} {'identical':>10} {'same scores':>12} {'overlap':>8} {'speed ratio':>12}")
+    for m, (ours_idx, ours_sc) in lists_by_m.items():
+        ours_score = np.where(ours_idx >= 0, ours_sc, 0.0)
+        agree = agreement(ours_idx, ref_idx, ours_score, ref_score)
+        print(f"{m:>6} {agree['identical']:>10.4f} {agree['same_scores']:>12.4f} "
+              f"{agree['overlap']:>8.4f} {ref_s / timings[m]:>11.1f}x")
+    print(f"identical: same top-{args.k} lists; same scores: equal score sequences (lists differ "
+          "only in tie order); speed ratio: reference scoring time / ours")
 
 
 if __name__ == "__main__":
