@@ -13,12 +13,12 @@ and a rejected request's message names it: ``request 17: SeedItems must be ...``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import ijson
+import orjson
 
 from recobatch.errors import InputError, InputTooLargeError
 
@@ -122,8 +122,8 @@ class BatchFile:
             if not line.strip():
                 continue
             try:
-                yield index, json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                yield index, orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
                 yield index, Unparsable(f"not valid JSON ({_short(exc)})")
             index += 1
 

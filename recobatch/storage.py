@@ -46,8 +46,11 @@ SAS_MARGIN = timedelta(minutes=15)
 BLOCK_SIZE = 4 * 1024 * 1024
 # Keep azure-core from retrying for minutes against a dead endpoint; activities are retried by
 # the orchestrator instead.
+# Downloads go in 4 MiB ranges (the SDK's first GET would otherwise take up to 32 MiB into
+# memory), so streaming a big blob costs a few MiB whatever its size.
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120,
-                                   "retry_total": 3}
+                                   "retry_total": 3, "max_single_get_size": BLOCK_SIZE,
+                                   "max_chunk_get_size": BLOCK_SIZE}
 
 _lock = threading.Lock()
 _clients: dict[tuple[str | None, str | None], BlobServiceClient] = {}
