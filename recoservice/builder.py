@@ -147,20 +147,26 @@ def run_build(state: State, model_id: str, build_id: int, operation_id: str | No
                          "('Succeeded', 'Failed', 'Cancelled') THEN ? ELSE end_time END "
                          "WHERE id = ?", (status, message, stamp, stamp, status, stamp,
                                           build_id))
-        if operation_id is not None:
-            # Only the first "Running" sets the status: a later one would overwrite a
-            # "Cancelling" that arrived meanwhile.
-            first = status != "Running" or percent == 5
-            state.update_operation(operation_id, status=status if first else None,
-                                   percent_complete=percent, message=message)
+        if operation_id is None:
+            return
+        if status == "Running":
+            # Only NotStarted becomes Running, in one statement: a plain update could
+            # overwrite a "Cancelling" that arrived meanwhile.
+            with state.db() as conn:
+                conn.execute("UPDATE operations SET status = 'Running' WHERE id = ? AND "
+                             "status = 'NotStarted'", (operation_id,))
+            state.update_operation(operation_id, percent_complete=percent, message=message)
+        else:
+            state.update_operation(operation_id, status=status, percent_complete=percent,
+                                   message=message)
 
     def check_cancel() -> None:
         if operation_id is not None and state.is_cancel_requested(operation_id):
             raise BuildCancelled
 
     try:
-        check_cancel()
         progress("Running", 5)
+        check_cancel()
         with state.db() as conn:
             row = conn.execute("SELECT params, set_active FROM builds WHERE id = ?",
                                (build_id,)).fetchone()
