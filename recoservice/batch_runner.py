@@ -2,11 +2,13 @@
 
 Steps, with the operation's ``percentComplete`` after each:
 
-    read and parse input (10) → score every valid request in ONE vectorised call (50) →
-    write output and error blobs (90) → Succeeded (100)
+    read and parse input (10) → score slices of requests, each in ONE vectorised call,
+    streaming the output in staged blocks (10 → 89) → commit output, write error blob (90)
+    → Succeeded (100)
 
-A cancel request (``DELETE /operations/{id}`` sets ``Cancelling``) is honoured between steps:
-the operation ends ``Cancelled``. Whole-job problems end it ``Failed`` with a plain sentence
+A cancel request (``DELETE /operations/{id}`` sets ``Cancelling``) is honoured between steps
+and slices: the operation ends ``Cancelled`` and no output blob appears (blocks are committed
+only at the end). Whole-job problems end it ``Failed`` with a plain sentence
 (input over 2 MB with its size, input not JSON or not ``{"requests": [...]}``, a blob storage
 error, the scorer refusing). Request-level problems do not: each becomes one error-blob line
 ``request <i>: <problem>`` (``i`` is the 0-based index in ``requests``), the request keeps its
@@ -28,7 +30,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from recoservice import blobio
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("recoservice.batch")
 
 STUCK_POLL_SECONDS = 0.1
+# Recommendations per scorer call: large enough to stay vectorised, small enough to keep
+# memory and each GIL-holding step small (requests per slice = this / numberOfResults).
+SLICE_RECOMMENDATIONS = 20_000
 # Written by the ``invalidOutput`` fault: what a truncated upload would leave behind.
 INVALID_OUTPUT = b'{"results": [{"request": '
 
@@ -117,19 +122,32 @@ def _execute(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
     state.update_operation(op_id, percent_complete=10)
     _check_cancel(state, op_id)
 
-    results, errors = score(scorer, spec, requests)
-    state.update_operation(op_id, percent_complete=50)
-    _check_cancel(state, op_id)
-
-    if action == "invalidOutput":
+    writer = None
+    if action is None:
+        writer = blobio.BlockWriter(spec.output, "application/json")
+        writer.write(b'{"results": [')
+    errors: list[tuple[int, str]] = []
+    percent = 10
+    for done, results, slice_errors in score_slices(scorer, spec, requests):
+        errors.extend(slice_errors)
+        if writer is not None:
+            writer.write(b", ".join(results) if done == len(results)
+                         else b", " + b", ".join(results))
+        # Scoring and writing take 10 → 89; the last step (blobs committed) is 90.
+        if 10 + 79 * done // len(requests) > percent:
+            percent = 10 + 79 * done // len(requests)
+            state.update_operation(op_id, percent_complete=percent)
+        _check_cancel(state, op_id)
+    if writer is not None:
+        writer.write(b"]}")
+        writer.close()
+    elif action == "invalidOutput":
         blobio.write_blob(spec.output, INVALID_OUTPUT, "application/json")
-    elif action != "skipOutput":
-        output = json.dumps({"results": results}, ensure_ascii=False).encode("utf-8")
-        blobio.write_blob(spec.output, output, "application/json")
+    errors.sort(key=lambda pair: pair[0])
     error_text = "".join(line + "\n" for _, line in errors)
     blobio.write_blob(spec.error, error_text.encode("utf-8"), "text/plain; charset=utf-8")
     state.update_operation(op_id, percent_complete=90)
-    return {"requests": len(results), "errors": len(errors)}
+    return {"requests": len(requests), "errors": len(errors)}
 
 
 def parse_input(data: bytes) -> list[Any]:
@@ -143,43 +161,46 @@ def parse_input(data: bytes) -> list[Any]:
     return list(doc["requests"])
 
 
-def score(scorer: Scorer, spec: JobSpec,
-          requests: list[Any]) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Score all valid requests in one call.
+def score_slices(scorer: Scorer, spec: JobSpec, requests: list[Any]
+                 ) -> Iterator[tuple[int, list[bytes], list[tuple[int, str]]]]:
+    """Score the requests slice by slice, each slice in ONE vectorised scorer call.
 
-    Returns
-    -------
-    results, errors
-        One output result per request, in order; ``(index, error line)`` sorted by index.
+    Slicing bounds memory (a 2 MB input at 100 results is ~1 GB of JSON), lets the runner
+    check for cancel between slices, and keeps each GIL-holding step short so the service's
+    event loop stays responsive.
+
+    Yields
+    ------
+    done, results, errors
+        Requests handled so far; the encoded output result of each request of the slice,
+        in order; ``(index, error line)`` of the slice's request-level problems.
     """
-    user_mode = spec.api_name == "UserRecommend"
-    check = _user_request if user_mode else _item_request
-    echoes: list[dict[str, Any]] = []
-    errors: list[tuple[int, str]] = []
-    valid: list[int] = []
-    inputs: list[Any] = []
-    for i, req in enumerate(requests):
-        echo, value, problem = check(req)
-        echoes.append(echo)
-        if problem:
-            errors.append((i, f"request {i}: {problem}"))
-        else:
-            valid.append(i)
-            inputs.append(value)
-    recs: list[list[dict[str, Any]]] = [[] for _ in requests]
-    if inputs:
-        call = scorer.recommend_users if user_mode else scorer.recommend_items
-        scored = call(spec.model_id, spec.build_id, inputs, spec.number_of_results,
-                      include_metadata=spec.include_metadata,
-                      minimal_score=spec.minimal_score)
-        for i, item in zip(valid, scored, strict=True):
-            recs[i] = [_recommendation(r) for r in item.recommendations]
-            if item.error:
-                errors.append((i, f"request {i}: {item.error}"))
-    errors.sort(key=lambda pair: pair[0])
-    results = [{"request": echo, "recommendations": rec}
-               for echo, rec in zip(echoes, recs, strict=True)]
-    return results, errors
+    check = _user_request if spec.api_name == "UserRecommend" else _item_request
+    call = (scorer.recommend_users if spec.api_name == "UserRecommend"
+            else scorer.recommend_items)
+    step = max(1, SLICE_RECOMMENDATIONS // spec.number_of_results)
+    for start in range(0, len(requests), step):
+        checked = [check(req) for req in requests[start:start + step]]
+        inputs = [value for _, value, problem in checked if problem is None]
+        scored = iter(call(spec.model_id, spec.build_id, inputs, spec.number_of_results,
+                           include_metadata=spec.include_metadata,
+                           minimal_score=spec.minimal_score) if inputs else [])
+        results: list[bytes] = []
+        errors: list[tuple[int, str]] = []
+        for i, (echo, _, problem) in enumerate(checked, start):
+            recs: list[dict[str, Any]] = []
+            if problem is None:
+                item = next(scored)
+                recs = [_recommendation(r) for r in item.recommendations]
+                problem = item.error
+            if problem:
+                errors.append((i, f"request {i}: {problem}"))
+            results.append(_encode({"request": echo, "recommendations": recs}))
+        yield start + len(checked), results, errors
+
+
+def _encode(result: dict[str, Any]) -> bytes:
+    return json.dumps(result, ensure_ascii=False).encode("utf-8")
 
 
 def _item_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:

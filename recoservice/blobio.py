@@ -14,10 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
 # The hosted service's documented input limit (2 MB).
 MAX_INPUT_BYTES = 2_097_152
+# Output is uploaded in blocks of about this size, so it never sits in memory whole.
+BLOCK_BYTES = 4 * 1024 * 1024
 REDACTED = "***"
 # Fail fast on a dead host instead of azure-core's default long retry chain.
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 2}
@@ -148,6 +150,53 @@ def write_blob(location: BlobLocation, data: bytes, content_type: str) -> None:
         raise BlobIOError(
             f"Cannot write blob {location.url_without_token}: " + location.scrub(_short(exc))
         ) from None
+
+
+class BlockWriter:
+    """Write a blob in staged blocks; it appears only on ``close()`` (all or nothing).
+
+    A job cancelled or failed half-way leaves no partial output blob, only uncommitted blocks
+    that storage discards on its own.
+    """
+
+    def __init__(self, location: BlobLocation, content_type: str) -> None:
+        self._location = location
+        self._client = _client(location)
+        self._content_type = content_type
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._blocks: list[BlobBlock] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered >= BLOCK_BYTES:
+            self._stage()
+
+    def close(self) -> None:
+        """Stage what is left and commit every block as the blob's content."""
+        self._stage()
+        try:
+            self._client.commit_block_list(
+                self._blocks, content_settings=ContentSettings(content_type=self._content_type))
+        except AzureError as exc:
+            raise self._error(exc) from None
+
+    def _stage(self) -> None:
+        if not self._buffer:
+            return
+        # Same-length ids, as the Blob service requires within one blob.
+        block_id = f"{len(self._blocks):08d}"
+        try:
+            self._client.stage_block(block_id, b"".join(self._buffer))
+        except AzureError as exc:
+            raise self._error(exc) from None
+        self._blocks.append(BlobBlock(block_id=block_id))
+        self._buffer, self._buffered = [], 0
+
+    def _error(self, exc: AzureError) -> BlobIOError:
+        return BlobIOError(f"Cannot write blob {self._location.url_without_token}: "
+                           + self._location.scrub(_short(exc)))
 
 
 def _short(exc: AzureError) -> str:

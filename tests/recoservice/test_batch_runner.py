@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
+from recoservice import batch_runner
 from recoservice.batch import JobSpec, parse_job
 from recoservice.batch_runner import run_job
 from recoservice.demo import ensure_demo
@@ -28,12 +29,13 @@ class RecordingState(State):
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir)
         self.updates: list[dict[str, Any]] = []
-        self.cancel_at_percent: int | None = None
+        self.cancel_when: Any = None
 
     def update_operation(self, op_id: str, **fields: Any) -> None:
         super().update_operation(op_id, **fields)
         self.updates.append(fields)
-        if fields.get("percent_complete") == self.cancel_at_percent:
+        percent = fields.get("percent_complete")
+        if percent is not None and self.cancel_when is not None and self.cancel_when(percent):
             self.request_cancel(op_id)
 
 
@@ -62,12 +64,12 @@ def _loc(container: Any, blob: str, permission: str) -> dict[str, str]:
             "sasBlobToken": "?" + token}
 
 
-def _spec(container: Any, model_id: str, doc: Any) -> JobSpec:
+def _spec(container: Any, model_id: str, doc: Any, k: int = 3) -> JobSpec:
     container.upload_blob("in.json", json.dumps(doc), overwrite=True)
     return parse_job({
         "input": _loc(container, "in.json", "r"), "output": _loc(container, "out.json", "cw"),
         "error": _loc(container, "err.txt", "cw"),
-        "job": {"apiName": "ItemRecommend", "modelId": model_id, "numberOfResults": 3}})
+        "job": {"apiName": "ItemRecommend", "modelId": model_id, "numberOfResults": k}})
 
 
 def _first_items(state: State, model_id: str, n: int) -> list[str]:
@@ -77,31 +79,41 @@ def _first_items(state: State, model_id: str, n: int) -> list[str]:
     return [r["item_id"] for r in rows]
 
 
-def test_progress_moves_0_10_50_90_100(state, demo, container):
+def test_progress_moves_from_0_through_slices_to_100(state, demo, container, monkeypatch):
+    monkeypatch.setattr(batch_runner, "SLICE_RECOMMENDATIONS", 30)  # 10 requests a slice
     model_id = demo[1]
-    seeds = _first_items(state, model_id, 2)
-    spec = _spec(container, model_id, {"requests": [{"SeedItems": seeds}]})
+    seeds = _first_items(state, model_id, 35)
+    spec = _spec(container, model_id, {"requests": [{"SeedItems": [s]} for s in seeds]})
     op_id = state.create_operation("batchjob", "k")
 
     run_job(state, Scorer(state), None, op_id, spec)
 
-    assert [u.get("percent_complete") for u in state.updates] == [0, 10, 50, 90, 100]
+    percents = [u["percent_complete"] for u in state.updates if "percent_complete" in u]
+    assert percents[:2] == [0, 10] and percents[-2:] == [90, 100]
+    middle = percents[2:-2]
+    assert len(middle) == 4  # four slices: 10, 10, 10, 5 requests
+    assert middle == sorted(middle) and 10 < middle[0] and middle[-1] < 90
     assert state.get_operation(op_id)["status"] == "Succeeded"
-    assert state.get_operation(op_id)["result"] == {"requests": 1, "errors": 0}
+    assert state.get_operation(op_id)["result"] == {"requests": 35, "errors": 0}
+    out = json.loads(container.get_blob_client("out.json").download_blob().readall())
+    assert [r["request"]["seedItems"] for r in out["results"]] == [[s] for s in seeds]
 
 
-@pytest.mark.parametrize("percent", [10, 50])
-def test_cancel_between_steps_ends_cancelled_without_output(state, demo, container, percent):
+@pytest.mark.parametrize("when", ["after reading", "after the first slice"])
+def test_cancel_between_steps_ends_cancelled_without_output(state, demo, container,
+                                                            monkeypatch, when):
+    monkeypatch.setattr(batch_runner, "SLICE_RECOMMENDATIONS", 30)
     model_id = demo[1]
-    spec = _spec(container, model_id,
-                 {"requests": [{"SeedItems": _first_items(state, model_id, 1)}]})
+    seeds = _first_items(state, model_id, 25)
+    spec = _spec(container, model_id, {"requests": [{"SeedItems": [s]} for s in seeds]})
     op_id = state.create_operation("batchjob", "k")
-    state.cancel_at_percent = percent
+    state.cancel_when = (lambda p: p == 10) if when == "after reading" else (lambda p: 10 < p)
 
     run_job(state, Scorer(state), None, op_id, spec)
 
     assert state.get_operation(op_id)["status"] == "Cancelled"
     assert not container.get_blob_client("out.json").exists()
+    assert not container.get_blob_client("err.txt").exists()
 
 
 def test_cancel_before_start_never_reads_input(state, demo, container):
