@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from devhost.durable import events as ev
-from devhost.durable.clock import iso
+from devhost.durable.clock import iso, parse_iso
 from devhost.durable.orchestrations import TERMINAL, Engine
 from devhost.durable.store import post_event
 
@@ -185,8 +185,12 @@ class ClientApi:
         rows = self.store.query("SELECT * FROM instances ORDER BY created")
         statuses = {s for s in query.get("runtimeStatus", "").split(",") if s}
         prefix = query.get("instanceIdPrefix", "")
+        since = parse_iso(query["createdTimeFrom"]) if query.get("createdTimeFrom") else None
+        until = parse_iso(query["createdTimeTo"]) if query.get("createdTimeTo") else None
         return [r for r in rows
-                if (not statuses or r["status"] in statuses) and str(r["id"]).startswith(prefix)]
+                if (not statuses or r["status"] in statuses) and str(r["id"]).startswith(prefix)
+                and (since is None or r["created"] >= since)
+                and (until is None or r["created"] <= until)]
 
     def _status_json(self, row: Any, query: Any) -> dict[str, Any]:
         body: dict[str, Any] = {

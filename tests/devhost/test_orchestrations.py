@@ -209,5 +209,10 @@ def test_list_instances_filters_by_status(devhost: DevHost) -> None:
     listed = requests.get(f"{devhost.base}/durabletask/instances/",
                           params={"runtimeStatus": "Completed"}, timeout=10).json()
 
+    later = requests.get(f"{devhost.base}/durabletask/instances/",
+                         params={"createdTimeFrom": "2999-01-01T00:00:00.000000Z"},
+                         timeout=10).json()
+
     assert instance in {i["instanceId"] for i in listed}
     assert {i["runtimeStatus"] for i in listed} == {"Completed"}
+    assert later == []
