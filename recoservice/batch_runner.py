@@ -85,8 +85,9 @@ def run_job(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
             spec: JobSpec) -> None:
     """Run one job until its operation is Succeeded, Failed or Cancelled; never raises."""
     try:
+        _start(state, op_id)
         _check_cancel(state, op_id)
-        state.update_operation(op_id, status="Running", percent_complete=0)
+        state.update_operation(op_id, percent_complete=0)
         result = _execute(state, scorer, rule, op_id, spec)
         state.update_operation(op_id, status="Succeeded", percent_complete=100,
                                message="Batch job completed.", result=result)
@@ -100,6 +101,14 @@ def run_job(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
         log.error("batch job %s crashed: %s", op_id, spec.scrub(repr(exc)))
         state.update_operation(op_id, status="Failed",
                                message=f"Internal error: {type(exc).__name__}")
+
+
+def _start(state: State, op_id: str) -> None:
+    # Only NotStarted becomes Running, in one statement: a plain update could overwrite a
+    # "Cancelling" that arrived while the job waited for a worker.
+    with state.db() as conn:
+        conn.execute("UPDATE operations SET status = 'Running' WHERE id = ? "
+                     "AND status = 'NotStarted'", (op_id,))
 
 
 def _check_cancel(state: State, op_id: str) -> None:
