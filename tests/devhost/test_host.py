@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import requests
-from devhost_testkit import DevHost
+from devhost_testkit import SAMPLE_APP, DevHost
 
-from devhost.services import REPO_ROOT, free_port
+from devhost.services import REPO_ROOT, free_port, start_devhost
 
 
 def test_function_list_is_printed_like_func_start(devhost: DevHost) -> None:
@@ -80,3 +80,33 @@ def test_unsupported_binding_refuses_to_start(tmp_path: Path) -> None:
 
     assert proc.returncode == 2
     assert "function 'on_message'" in proc.stderr and "queueTrigger" in proc.stderr
+
+
+def test_generated_master_key_is_printed_and_works(tmp_path: Path, monkeypatch,
+                                                   storage_connection_string: str) -> None:
+    monkeypatch.delenv("DEVHOST_MASTER_KEY", raising=False)
+    svc = start_devhost(SAMPLE_APP, tmp_path / "genkey", env={
+        "SAMPLE_STATE_DIR": str(tmp_path), "SampleStorage": storage_connection_string,
+        "SAMPLE_CONTAINER": "unused"})
+    try:
+        line = next(x for x in svc.log.read_text().splitlines() if "Master key" in x)
+        key = line.rsplit(" ", 1)[-1]
+        url = f"{svc.extra['base_url']}/api/echo/k"
+        assert requests.get(url, params={"code": key}, timeout=10).status_code == 200
+        assert requests.get(url, timeout=10).status_code == 401
+    finally:
+        svc.stop()
+
+
+def test_keys_and_payloads_stay_out_of_the_log(devhost_factory) -> None:
+    host = devhost_factory()
+    secret_input = ["top-secret-payload"]
+    instance = host.start("sequence", secret_input)
+    host.wait(instance)
+    host.api("GET", f"status/{instance}")
+
+    log = host.service.log.read_text()
+
+    assert f"instance {instance} (sequence) completed" in log
+    assert host.key not in log
+    assert "top-secret-payload" not in log
