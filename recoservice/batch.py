@@ -130,7 +130,9 @@ def parse_job(body: Any) -> JobSpec:
     include_metadata = job.get("includeMetadata", False)
     if not isinstance(include_metadata, bool):
         raise ValueError("job.includeMetadata must be true or false")
-    minimal_score = job.get("minimalScore", 0.1)
+    # v4 documented a 0.1 default honoured for FBT builds only; our builds are SAR, so an
+    # absent minimalScore filters nothing (as the single-call recommend routes do).
+    minimal_score = job.get("minimalScore", 0.0)
     if not isinstance(minimal_score, int | float) or isinstance(minimal_score, bool):
         raise ValueError("job.minimalScore must be a number")
     return JobSpec(
