@@ -145,7 +145,16 @@ class Engine:
         ready = self.store.query(
             "SELECT instance_id, MIN(id) AS first FROM inbox GROUP BY instance_id ORDER BY first")
         for row in ready:
-            self._episode(str(row["instance_id"]))
+            instance_id = str(row["instance_id"])
+            try:
+                self._episode(instance_id)
+            except Exception as exc:  # a devhost bug must not spin on, or starve, the others
+                log.exception("episode of %s failed inside devhost", instance_id)
+                with self.store.tx() as db:
+                    db.execute("UPDATE instances SET status='Failed', output=?, error=? WHERE id=?",
+                               (json.dumps(f"devhost internal error: {exc}"), str(exc),
+                                instance_id))
+                    db.execute("DELETE FROM inbox WHERE instance_id=?", (instance_id,))
         return bool(ready)
 
     def _episode(self, instance_id: str) -> None:
