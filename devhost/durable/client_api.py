@@ -17,8 +17,8 @@ from aiohttp import web
 
 from devhost.durable import events as ev
 from devhost.durable.clock import iso, parse_iso
-from devhost.durable.orchestrations import TERMINAL, Engine
-from devhost.durable.store import post_event
+from devhost.durable.orchestrations import Engine
+from devhost.durable.store import TERMINAL, post_event
 
 RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"

@@ -56,6 +56,8 @@ CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (instance_id, id);
 CREATE INDEX IF NOT EXISTS work_by_kind ON work (kind, due);
 """
 
+TERMINAL = ("Completed", "Failed", "Terminated")
+
 
 class Store:
     """One SQLite connection shared by devhost's threads behind a lock.
@@ -124,3 +126,13 @@ def post_event(db: sqlite3.Connection, instance_id: str, execution: int, event: 
     """Put an event in an instance's inbox inside the caller's transaction."""
     db.execute("INSERT INTO inbox (instance_id, execution, event, meta) VALUES (?, ?, ?, ?)",
                (instance_id, execution, json.dumps(event), json.dumps(meta) if meta else None))
+
+
+def clear_instance(db: sqlite3.Connection, instance_id: str, keep_history: bool = False,
+                   keep_inbox: bool = False) -> None:
+    """Drop an instance's pending work (and inbox, history unless kept) in a transaction."""
+    db.execute("DELETE FROM work WHERE instance_id=?", (instance_id,))
+    if not keep_inbox:
+        db.execute("DELETE FROM inbox WHERE instance_id=?", (instance_id,))
+    if not keep_history:
+        db.execute("DELETE FROM history WHERE instance_id=?", (instance_id,))

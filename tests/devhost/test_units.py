@@ -9,7 +9,7 @@ import pytest
 from devhost.blobtrigger import BlobPath, quoted
 from devhost.durable import events as ev
 from devhost.durable.client_api import _json_text
-from devhost.durable.orchestrations import _diverges, _retry_delay_ms
+from devhost.durable.episode import _diverges, _retry_delay_ms
 from devhost.http import route_path
 
 
