@@ -209,3 +209,40 @@ def test_replaying_the_final_history_schedules_nothing_new(chunk_run):
 
     assert run.actions == actions_before and run.new_actions == []
     assert run.done
+
+
+def test_cancel_while_waiting_for_a_busy_service_submits_nothing_more(chunk_run):
+    run = chunk_run()
+    sent: list[bool] = []
+
+    def cancel_once_busy(r) -> None:
+        if r.waiting("timer") and not sent:
+            sent.append(True)
+            r.raise_event("cancel")
+
+    drive(run, chunk_responder(submit=[BUSY]), between=cancel_once_busy)
+
+    assert run.names().count("submit_chunk") == 1
+    assert "cancel_operation" not in run.names()  # no job was accepted: nothing to cancel
+    assert run.output["status"] == "Cancelled" and run.output["operationId"] is None
+
+
+def test_unavailable_submit_is_tried_again_after_poll_initial(chunk_run):
+    run = chunk_run()
+    unavailable = (FAIL, "UpstreamUnavailable: the service answered 503.")
+
+    drive(run, chunk_responder(submit=[unavailable, unavailable,
+                                       {"accepted": True, "operationId": "op-9", "batchId": "b"}]))
+
+    assert run.names().count("submit_chunk") == 3
+    assert gaps(timer_offsets(run))[:2] == [5.0, 5.0]
+    assert run.output["status"] == "Succeeded" and run.output["operationId"] == "op-9"
+
+
+def test_submit_unavailable_for_good_fails_with_upstream_unavailable(chunk_run):
+    run = chunk_run()
+
+    drive(run, chunk_responder(submit=[(FAIL, "UpstreamUnavailable: connection refused.")]))
+
+    assert run.names().count("submit_chunk") == 4
+    assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamUnavailable"
