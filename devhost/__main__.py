@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devhost.blobtrigger import BlobTrigger
+from devhost.durable import fastparse
 from devhost.durable.activities import Activity, ActivityPool
 from devhost.durable.client_api import ClientApi
 from devhost.durable.clock import Clock
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--activity-workers", type=int, default=8)
     parser.add_argument("--poll-interval", type=float, default=1.0,
                         help="seconds between blob trigger polls")
+    parser.add_argument("--exact-sdk", action="store_true",
+                        help="keep the SDK's dateutil timestamp parsing (slower replays)")
     return parser.parse_args(argv)
 
 
@@ -74,6 +77,8 @@ async def serve(args: argparse.Namespace) -> int:
     except IndexError_ as exc:
         print(f"devhost: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
+    if not args.exact_sdk:
+        fastparse.install()
     base_url = f"http://127.0.0.1:{args.port}"
     prefix = route_prefix(app_dir)
     print("Functions:", flush=True)

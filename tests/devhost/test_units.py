@@ -78,3 +78,18 @@ def test_inputs_posted_by_the_sdk_and_by_curl_give_the_same_json_text() -> None:
 
     assert json.loads(_json_text(sdk_body)) == json.loads(_json_text(curl_body)) == {"a": 1}
     assert _json_text(b'"plain"') == '"plain"' and _json_text(b"") is None
+
+
+def test_fast_timestamps_give_the_same_instant_as_dateutil() -> None:
+    from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
+    from dateutil.parser import parse
+
+    from devhost.durable import fastparse
+
+    fastparse.install()
+    stamp = "2026-11-28T16:00:00.123456Z"
+
+    event = HistoryEvent(EventType=12, EventId=-1, IsPlayed=False, Timestamp=stamp)
+
+    assert event.timestamp == parse(stamp) and event.timestamp.utcoffset().total_seconds() == 0
+    assert fastparse._parse("Nov 28 2026 16:00 UTC") == parse("Nov 28 2026 16:00 UTC")
