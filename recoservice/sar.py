@@ -60,6 +60,9 @@ _BLOCK_CELLS = 8_000_000
 _MAX_BLOCK_ROWS = 8_192
 # Up to this many exclusions per row, compare slot by slot; above, use a sorted-key lookup.
 _SLOT_LOOP_MAX = 16
+# Threshold algorithm: rows of up to this many seeds; list depth k + exclusions + this.
+_THRESHOLD_MAX_SEEDS = 8
+_THRESHOLD_EXTRA_DEPTH = 10
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
@@ -165,7 +168,9 @@ class SarModel:
         # Most popular first, ties by lower index; never-used items are not "popular".
         order = np.lexsort((np.arange(self.n_items), -popularity))
         self._popular = order[popularity[order] > 0].astype(np.int64)
+        self._sim.sort_indices()  # lookups by (row, column) key rely on sorted rows
         self._ranked: np.ndarray | None = None
+        self._keys: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -390,34 +395,106 @@ class SarModel:
         # The diagonal only scores seeds (or seen items): needed only when they may be listed.
         with_diagonal = exclude.nnz == 0
         per_row = np.diff(weights.indptr)
-        first = np.append(weights.data, 0)[np.minimum(weights.indptr[:-1], weights.nnz)]
+        starts = np.minimum(weights.indptr[:-1], weights.nnz)
+        first = np.append(weights.data, 0)[starts]
+        lowest = np.minimum.reduceat(np.append(weights.data, 0), starts)
         # One seed of weight 1 (most item-to-item requests): its similarity row, already ranked.
         single = (per_row == 1) & (first == 1) & (not with_diagonal)
-        # Upper bound of candidates per row: the similarity row lengths of its weights.
-        row_nnz = np.diff(self._sim.indptr)
-        bound = np.add.reduceat(
-            np.append(row_nnz[weights.indices], 0), np.minimum(weights.indptr[:-1], weights.nnz)
-        ) * (per_row > 0) + per_row
-        # Rows of similar size share a block, so padding to the block's widest row wastes little.
-        multi = np.flatnonzero(~single)
-        order = multi[np.argsort(bound[multi], kind="stable")]
-        blocks = [order[rows] for rows in _blocks(bound[order])]
-        singles = np.flatnonzero(single)
+        # A few positive weights: the threshold algorithm on the ranked rows usually decides.
+        few = (per_row >= 2) & (per_row <= _THRESHOLD_MAX_SEEDS) & (lowest > 0)
+        few &= not with_diagonal
         step = _MAX_BLOCK_ROWS
-        blocks += [singles[i : i + step] for i in range(0, len(singles), step)]
-        for req in blocks:
-            ex = exclude[req]
-            if single[req[0]]:
-                seeds = weights.indices[weights.indptr[req]].astype(np.int64)
-                idx, score, count = self._rank_single(seeds, ex, k, minimal_score)
-            else:
-                idx, score, count = self._rank_block(weights[req], ex, k, minimal_score,
-                                                     with_diagonal)
-            fill = np.zeros((len(req), k), dtype=bool)
-            if self.params.enable_backfilling:
-                idx, fill = self._backfill(idx, count, ex)
-            out_idx[req], out_score[req], out_fill[req] = idx, score, fill
+        singles = np.flatnonzero(single)
+        for req in (singles[i : i + step] for i in range(0, len(singles), step)):
+            seeds = weights.indices[weights.indptr[req]].astype(np.int64)
+            out_idx[req], out_score[req] = self._rank_single(seeds, exclude[req], k,
+                                                             minimal_score)
+        rest = [np.flatnonzero(~single & ~few)]
+        fews = np.flatnonzero(few)
+        fews = fews[np.argsort(per_row[fews], kind="stable")]  # equal seed counts share blocks
+        for req in (fews[i : i + step // 2] for i in range(0, len(fews), step // 2)):
+            idx, score, decided = self._rank_threshold(weights[req], exclude[req], k,
+                                                       minimal_score)
+            out_idx[req[decided]], out_score[req[decided]] = idx[decided], score[decided]
+            rest.append(req[~decided])
+        # Everything else: the full sparse product, in blocks of rows of similar width.
+        multi = np.concatenate(rest)
+        row_nnz = np.diff(self._sim.indptr)
+        bound = np.add.reduceat(np.append(row_nnz[weights.indices], 0), starts)
+        bound = bound * (per_row > 0) + per_row
+        order = multi[np.argsort(bound[multi], kind="stable")]
+        for rows in _blocks(bound[order]):
+            req = order[rows]
+            out_idx[req], out_score[req] = self._rank_block(weights[req], exclude[req], k,
+                                                            minimal_score, with_diagonal)
+        if self.params.enable_backfilling:
+            for lo in range(0, n_req, step):
+                req = slice(lo, min(n_req, lo + step))
+                out_idx[req], out_fill[req] = self._backfill(out_idx[req], exclude[req])
         return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
+
+    def _rank_threshold(
+        self, weights: sp.csr_matrix, exclude: sp.csr_matrix, k: int, minimal_score: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact top k for rows of a few positive weights without the full product, if provable.
+
+        Fagin's threshold algorithm, vectorised: the candidates are the first ``depth`` entries
+        of each weight's ranked similarity row, scored in full by lookup. An item outside all
+        lists scores at most ``bound`` = Σ weight × (entry ``depth`` of that row); a row is
+        decided when its k-th candidate beats ``bound`` (or nothing outside can qualify).
+
+        Returns
+        -------
+        (idx, score, decided)
+            Results as :meth:`_rank_block`; ``decided`` marks the rows they are exact for.
+        """
+        n, sim, n_items = weights.shape[0], self._sim, np.int64(self.n_items)
+        per_row = np.diff(weights.indptr)
+        width = int(per_row.max())
+        slot = np.arange(weights.nnz) - np.repeat(weights.indptr[:-1], per_row)
+        owner = np.repeat(np.arange(n), per_row)
+        seeds = np.full((n, width), -1, dtype=np.int64)
+        seeds[owner, slot] = weights.indices
+        wts = np.zeros((n, width))
+        wts[owner, slot] = weights.data
+        depth = k + int(np.diff(exclude.indptr).max(initial=0)) + _THRESHOLD_EXTRA_DEPTH
+
+        ranked = np.append(self._ranked_positions(), sim.nnz)
+        all_cols = np.append(sim.indices.astype(np.int64), -1)
+        all_vals = np.append(sim.data, 0.0)
+        row = np.maximum(seeds, 0)
+        start = sim.indptr[row][..., None] + np.arange(depth + 1)
+        inside = (start < sim.indptr[row + 1][..., None]) & (seeds >= 0)[..., None]
+        pos = ranked[np.where(inside, start, sim.nnz)]
+        bound = (wts * all_vals[pos[..., depth]]).sum(axis=1)
+        cols = all_cols[pos[..., :depth]].reshape(n, width * depth)
+        listed = inside[..., :depth].reshape(n, width * depth)
+
+        # A sentinel key past every real one keeps lookups in range.
+        entry_keys = np.append(self._entry_keys(), np.iinfo(np.int64).max)
+        total = np.zeros((n, width * depth))
+        for s in range(width):  # score every candidate against every weight (seed slot)
+            query = seeds[:, s : s + 1] * n_items + cols
+            at = np.searchsorted(entry_keys, query)
+            hit = (entry_keys[at] == query) & (seeds[:, s : s + 1] >= 0) & listed
+            total += wts[:, s : s + 1] * np.where(hit, all_vals[at], 0.0)
+        values = total.astype(np.float32) + np.float32(0.0)
+        flat_rows = np.repeat(np.arange(n), width * depth)
+        ok = listed & (values > 0) & (values >= minimal_score)
+        ok &= ~_excluded(flat_rows, cols.ravel(), exclude).reshape(ok.shape)
+        keys = np.where(ok, _rank_keys(values, np.maximum(cols, 0)), np.uint64(0))
+        # An item listed under several seeds appears more than once, with equal keys.
+        keys = np.sort(keys, axis=1)[:, ::-1]
+        keys[:, 1:][keys[:, 1:] == keys[:, :-1]] = 0
+        top = np.sort(keys, axis=1)[:, ::-1][:, :k]
+        if top.shape[1] < k:
+            top = np.pad(top, ((0, 0), (0, k - top.shape[1])))
+        idx, score = _decode_keys(top)
+        count = (top > 0).sum(axis=1)
+        limit = bound.astype(np.float32)
+        nothing_outside = (bound <= 0) | (bound < minimal_score)
+        decided = nothing_outside | ((count >= k) & (score[:, -1] > limit))
+        return idx, score, decided
 
     def _rank_block(
         self,
@@ -426,8 +503,8 @@ class SarModel:
         k: int,
         minimal_score: float,
         with_diagonal: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top k of ``weights @ similarity`` per row: (idx, score, count of results)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top k of ``weights @ similarity`` per row: (idx, score), padded with -1 / 0."""
         n = weights.shape[0]
         scores = (weights @ self._sim).tocsr()
         if with_diagonal:
@@ -461,15 +538,11 @@ class SarModel:
         padded_keys[rows, np.arange(len(rows)) - starts[rows]] = keys
         if padded_keys.shape[1] > k:
             padded_keys = np.partition(padded_keys, padded_keys.shape[1] - k, axis=1)[:, -k:]
-        top = np.sort(padded_keys, axis=1)[:, ::-1]
-        valid = top > 0
-        idx = np.where(valid, (_LOW32 - (top & _LOW32)).astype(np.int64), -1)
-        score = np.where(valid, _decode_score(top >> np.uint64(32)), np.float32(0.0))
-        return idx, score.astype(np.float32), valid.sum(axis=1)
+        return _decode_keys(np.sort(padded_keys, axis=1)[:, ::-1])
 
     def _rank_single(
         self, seeds: np.ndarray, exclude: sp.csr_matrix, k: int, minimal_score: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top k for one-seed rows: the first valid entries of each seed's ranked row."""
         sim = self._sim
         # A sentinel entry (column -1, score 0) stands for positions past a row's end.
@@ -490,7 +563,7 @@ class SarModel:
         score = np.zeros((len(seeds), k), dtype=np.float32)
         idx[r, rank[r, c] - 1] = cols[r, c]
         score[r, rank[r, c] - 1] = vals[r, c]
-        return idx, score, np.minimum(rank[:, -1], k)
+        return idx, score
 
     def _ranked_positions(self) -> np.ndarray:
         """Positions of the similarity entries, each row's run ordered best first (cached)."""
@@ -501,11 +574,19 @@ class SarModel:
             self._ranked = np.lexsort((~keys, rows))
         return self._ranked
 
+    def _entry_keys(self) -> np.ndarray:
+        """``row × n_items + column`` of every similarity entry, ascending (cached)."""
+        if self._keys is None:
+            rows = np.repeat(np.arange(self.n_items, dtype=np.int64), np.diff(self._sim.indptr))
+            self._keys = rows * np.int64(self.n_items) + self._sim.indices
+        return self._keys
+
     def _backfill(
-        self, idx: np.ndarray, count: np.ndarray, exclude: sp.csr_matrix
+        self, idx: np.ndarray, exclude: sp.csr_matrix
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Append popular items (not excluded, not listed) after each row's ``count`` results."""
+        """Append popular items (not excluded, not listed) after each row's results."""
         n, k = idx.shape
+        count = (idx >= 0).sum(axis=1)
         need = k - count
         fill = np.zeros((n, k), dtype=bool)
         if not need.any() or len(self._popular) == 0:
@@ -622,6 +703,14 @@ def _rank_keys(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
     negative = (bits & np.uint64(0x80000000)) != 0
     ordered = np.where(negative, ~bits & _LOW32, bits | np.uint64(0x80000000))
     return (ordered << np.uint64(32)) | (_LOW32 - cols.astype(np.uint64))
+
+
+def _decode_keys(top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Item index (-1 where the key is 0) and float32 score (0.0 there) of rank keys."""
+    valid = top > 0
+    idx = np.where(valid, (_LOW32 - (top & _LOW32)).astype(np.int64), -1)
+    score = np.where(valid, _decode_score(top >> np.uint64(32)), np.float32(0.0))
+    return idx, score.astype(np.float32)
 
 
 def _decode_score(high: np.ndarray) -> np.ndarray:

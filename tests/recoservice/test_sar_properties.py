@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recoservice import sar
 from recoservice.sar import SarModel, SarParams
 
 
 @st.composite
-def usage_and_seeds(draw: st.DrawFn):
-    n_users = draw(st.integers(1, 12))
-    n_items = draw(st.integers(1, 10))
-    n_events = draw(st.integers(0, 60))
+def usage_and_seeds(draw: st.DrawFn, max_users: int = 12, max_items: int = 10,
+                    max_events: int = 60):
+    n_users = draw(st.integers(1, max_users))
+    n_items = draw(st.integers(1, max_items))
+    n_events = draw(st.integers(0, max_events))
     users = np.array(draw(st.lists(st.integers(0, n_users - 1), min_size=n_events,
                                    max_size=n_events)), dtype=np.int64)
     items = np.array(draw(st.lists(st.integers(0, n_items - 1), min_size=n_events,
@@ -33,6 +37,14 @@ def usage_and_seeds(draw: st.DrawFn):
 
 def dense_scores(users, items, n_users, n_items, params: SarParams, seeds: list[int]):
     """The reference math, written the slow obvious way."""
+    s = dense_similarity(users, items, n_users, n_items, params)
+    x = s[sorted(set(seeds))].sum(axis=0).astype(np.float32) if seeds else np.zeros(n_items)
+    if not params.allow_seed_items:
+        x[list(seeds)] = 0
+    return x
+
+
+def dense_similarity(users, items, n_users, n_items, params: SarParams) -> np.ndarray:
     a = np.zeros((n_users, n_items))
     a[users, items] = 1
     c = a.T @ a
@@ -45,16 +57,25 @@ def dense_scores(users, items, n_users, n_items, params: SarParams, seeds: list[
             s = c / (d[:, None] * d[None, :])
         else:
             s = c
-    s = np.nan_to_num(s)
-    x = s[sorted(set(seeds))].sum(axis=0).astype(np.float32) if seeds else np.zeros(n_items)
-    if not params.allow_seed_items:
-        x[list(seeds)] = 0
-    return x
+    return np.nan_to_num(s)
 
 
 @settings(max_examples=150, deadline=None)
 @given(usage_and_seeds())
 def test_results_match_brute_force_and_keep_the_invariants(case) -> None:
+    check_against_brute_force(case)
+
+
+@settings(max_examples=100, deadline=None)
+@given(usage_and_seeds(max_users=40, max_items=60, max_events=400))
+def test_short_threshold_lists_decide_or_fall_back_exactly(case) -> None:
+    # With lists of only k + seeds entries the threshold algorithm's bound often fails to
+    # decide; those rows must fall back to the full product and still match.
+    with patch.object(sar, "_THRESHOLD_EXTRA_DEPTH", 0):
+        check_against_brute_force(case)
+
+
+def check_against_brute_force(case) -> None:
     users, items, n_users, n_items, seeds, params, k, minimal_score = case
     model = SarModel.fit(users, items, np.zeros(len(users)), np.ones(len(users)), n_users,
                          n_items, params)
@@ -83,3 +104,27 @@ def test_results_match_brute_force_and_keep_the_invariants(case) -> None:
         want = [j for j in order if x[j] > 0 and x[j] >= minimal_score][:k]
         assert scored.tolist() == want
         np.testing.assert_allclose(score[row][: len(want)], x[want], rtol=1e-5)
+
+
+def test_threshold_algorithm_falls_back_where_its_lists_are_too_short() -> None:
+    # Skewed usage and 2–4 seeds: with lists of k + seeds entries about one row in seven is
+    # not decided by the bound, and a wrong shortcut would change dozens of lists.
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 300, 5000), rng.zipf(1.3, 5000) % 60
+    params = SarParams(support_threshold=2, enable_backfilling=False)
+    model = SarModel.fit(users, items, np.zeros(5000), np.ones(5000), 300, 60, params)
+    seeds = [rng.choice(60, rng.integers(2, 5), replace=False).tolist() for _ in range(1500)]
+    indptr = np.concatenate(([0], np.cumsum([len(s) for s in seeds])))
+    indices = np.array([i for s in seeds for i in s], dtype=np.int64)
+
+    with patch.object(sar, "_THRESHOLD_EXTRA_DEPTH", 0):
+        idx, _ = model.recommend_items(indptr, indices, 5)
+
+    sim = dense_similarity(users, items, 300, 60, params)
+    wrong = 0
+    for row, seed in enumerate(seeds):
+        x = sim[seed].sum(axis=0).astype(np.float32)
+        x[seed] = 0
+        want = [j for j in np.lexsort((np.arange(60), -x)) if x[j] > 0][:5]
+        wrong += idx[row][idx[row] >= 0].tolist() != want
+    assert wrong == 0
