@@ -237,3 +237,20 @@ def test_nothing_secret_is_scheduled_or_recorded(batch_run):
     text = json.dumps(run.history) + json.dumps(run.actions) + json.dumps(run.custom_status)
     for secret_marker in ("sig=", "AccountKey", "Ocp-Apim-Subscription-Key", "sasBlobToken"):
         assert secret_marker not in text
+
+
+# The SDK warns when an event arrives before anything waits for it; it buffers it (the point).
+@pytest.mark.filterwarnings("ignore:Potential duplicate Task completion")
+def test_cancel_raised_before_the_fan_out_starts_no_more_than_the_first_window(batch_run):
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.raise_event("cancel")  # buffered: the run is still preparing
+    run.episode()
+    respond = batch_responder(5, {f"chunk-{n:05d}": ("Cancelled", "Cancelled", "flag set")
+                                  for n in (1, 2)})
+
+    drive(run, respond)
+
+    assert run.names().count("chunk_orchestrator") == 2
+    assert marker_of(run)["marker"]["code"] == "Cancelled"
+    assert run.output["status"] == "Failed" and run.output["code"] == "Cancelled"
