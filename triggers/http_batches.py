@@ -20,7 +20,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import ContentSettings
 
 from recobatch import naming, storage
-from recobatch.errors import InputError
+from recobatch.errors import InputError, StorageError
 from recobatch.jobspec import JobSettings
 from recobatch.settings import Settings
 from triggers.blueprint import bp
@@ -65,7 +65,7 @@ def _save_inline(batch: BatchRequest, settings: Settings) -> tuple[str, str, int
         except ResourceExistsError:
             pass
         props = blob.get_blob_properties()
-    except AzureError as exc:
+    except (AzureError, StorageError) as exc:
         raise _storage_failed("saving the requests", exc) from None
     return name, str(props.etag), int(props.size)
 
@@ -79,7 +79,7 @@ def _existing_blob(batch: BatchRequest, settings: Settings) -> tuple[str, str, i
     except ResourceNotFoundError:
         raise bad_request(f"input.blob: there is no blob {batch.blob!r} in the input "
                           f"container {settings.input_container}.") from None
-    except AzureError as exc:
+    except (AzureError, StorageError) as exc:
         raise _storage_failed("reading the input blob", exc) from None
     return batch.blob, str(props.etag), int(props.size)
 

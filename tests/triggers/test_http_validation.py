@@ -121,3 +121,4 @@ def test_get_with_an_id_we_never_issue_is_404(bad_id):
     assert resp.status_code == 404
     assert error_of(resp)["code"] == "NotFound"
 
+
