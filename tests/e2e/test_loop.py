@@ -52,8 +52,7 @@ def test_seed_example_file_gives_results_in_seed_format_and_success(app_factory,
 
 
 def test_five_megabyte_input_is_split_and_merged_in_order(app_factory, demo_items):
-    app = app_factory(timer_scale=40.0)
-    reqs = _requests(demo_items, 1, seed=2)
+    app = app_factory(timer_scale=5.0, RECO_NUMBER_OF_RESULTS="1")
     line_count = 0
     lines = []
     size = 0
@@ -167,9 +166,8 @@ def test_same_blob_version_runs_once_and_a_new_upload_runs_again(app_factory, de
 
 def test_two_files_with_one_job_at_a_time_never_overlap_upstream(app_factory, recoservice,
                                                                  demo_items):
-    from tests.conftest import OTHER_KEY
-
-    app = app_factory(key=OTHER_KEY, RECO_MAX_CONCURRENT_JOBS="1")
+    other_key = next(k for k in recoservice.service.extra["keys"] if k != recoservice.key)
+    app = app_factory(key=other_key, RECO_MAX_CONCURRENT_JOBS="1")
     since = time.time() - 1
     app.upload("one.json", json.dumps({"requests": _requests(demo_items, 30, seed=6)}))
     app.upload("two.json", json.dumps({"requests": _requests(demo_items, 30, seed=7)}))
@@ -178,7 +176,7 @@ def test_two_files_with_one_job_at_a_time_never_overlap_upstream(app_factory, re
 
     assert [m for m, _ in results] == ["_SUCCESS", "_SUCCESS"], results
     resp = requests.get(f"{recoservice.base_url}/batchjobs",
-                        headers=recoservice.headers(OTHER_KEY), timeout=30)
+                        headers=recoservice.headers(other_key), timeout=30)
     jobs = sorted((j for j in resp.json()["batchJobs"] if _epoch(j.get("startedAt")) >= since),
                   key=lambda j: _epoch(j["startedAt"]))
     assert len(jobs) >= 2
