@@ -180,14 +180,15 @@ def run_build(state: State, model_id: str, build_id: int, operation_id: str | No
         save_ids(state.ids_path(model_id, build_id), item_ids, user_ids)
         progress("Running", 90)
         check_cancel()
+        # One transaction: a poller never sees Succeeded without the result or activation.
         with state.db() as conn:
             if row["set_active"]:
                 conn.execute("UPDATE models SET active_build_id = ? WHERE id = ?",
                              (build_id, model_id))
+            if operation_id is not None:
+                state.update_operation(operation_id, result={"buildId": build_id})
             progress("Succeeded", 100, f"Built from {len(items)} usage events, "
                      f"{len(user_ids)} users, {len(item_ids)} catalog items.")
-        if operation_id is not None:
-            state.update_operation(operation_id, result={"buildId": build_id})
     except BuildCancelled:
         progress("Cancelled", 100, "The build was cancelled.")
     except ApiError as exc:
