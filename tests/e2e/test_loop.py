@@ -40,8 +40,10 @@ def test_seed_example_file_gives_results_in_seed_format_and_success(app_factory,
     marker, manifest = app.wait_for_marker("example")
 
     assert marker == "_SUCCESS", manifest
-    assert manifest["input"]["etag"].strip('"') == etag if isinstance(manifest.get("input"), dict) \
-        else etag in json.dumps(manifest)
+    assert manifest["input"]["name"] == "example.json"
+    assert manifest["input"]["etag"].strip('"') == etag
+    assert manifest["counts"]["requests"] == 2 and manifest["counts"]["results"] == 2
+    assert {o["name"].rsplit("/", 1)[-1] for o in manifest["outputs"]} >= {"results.json"}
     results = json.loads(app.read_output("example/results.json"))["results"]
     assert [r["request"]["seedItems"] for r in results] == [demo_items[0:2], [demo_items[5]]]
     first = results[0]["recommendations"][0]
