@@ -21,9 +21,11 @@ Errors (``ApiError``): unknown model 404 ``ModelNotFound``; no active build 409
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,15 +162,16 @@ class Scorer:
             np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
             minimal_score=minimal_score, return_backfill=True))
         out = []
-        for r in range(len(seed_lists)):
-            known = indices[indptr[r]:indptr[r + 1]]
-            if not known:
-                out.append(ScoredRequest(error="none of the seed items are in the catalog"))
-                continue
-            because = (f"People who like '{built.names[known[0]]}' also like"
-                       if len(known) == 1 else SEVERAL_SEEDS)
-            out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                           include_metadata)))
+        with _gc_paused():
+            for r in range(len(seed_lists)):
+                known = indices[indptr[r]:indptr[r + 1]]
+                if not known:
+                    out.append(ScoredRequest(error="none of the seed items are in the catalog"))
+                    continue
+                because = (f"People who like '{built.names[known[0]]}' also like"
+                           if len(known) == 1 else SEVERAL_SEEDS)
+                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
+                                               include_metadata)))
         return out
 
     def recommend_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
@@ -186,13 +189,44 @@ class Scorer:
                            f"This build cannot recommend for users: {exc}.") from exc
         because = USER_REASON
         out = []
-        for r, user in enumerate(users.tolist()):
-            if user < 0:
-                out.append(ScoredRequest(error=f"user '{user_ids[r]}' is not in the usage data"))
-                continue
-            out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                           include_metadata)))
+        with _gc_paused():
+            for r, user in enumerate(users.tolist()):
+                if user < 0:
+                    out.append(ScoredRequest(
+                        error=f"user '{user_ids[r]}' is not in the usage data"))
+                    continue
+                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
+                                               include_metadata)))
         return out
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while output dicts are built.
+
+    Building ~10 dicts and lists per request for 100,000 requests makes the collector run
+    again and again over the growing, cycle-free result; pausing it halves scoring time. A
+    counter keeps it paused until the last concurrent scorer is done (gc state is global),
+    then restores what the first one found.
+    """
+    global _gc_users, _gc_was_enabled
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _check_k(k: int) -> None:

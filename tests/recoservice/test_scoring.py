@@ -87,3 +87,13 @@ def test_cancel_requested_before_the_build_runs_ends_it_cancelled(built):
     with state.db() as conn:
         row = conn.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
     assert row["status"] == "Cancelled"
+
+
+def test_scoring_leaves_the_garbage_collector_enabled(built):
+    import gc
+
+    state, model_id = built
+
+    Scorer(state).recommend_items(model_id, None, [["ITEM-A"]] * 50, 3)
+
+    assert gc.isenabled()
