@@ -52,6 +52,9 @@ def app_settings(azurite: Service, reco: Service, key: str, model_id: str) -> di
         "RECO_ENDPOINT": str(reco.extra["base_url"]),
         "RECO_SUBSCRIPTION_KEY": key,
         "RECO_MODEL_ID": model_id,
+        "BATCH_INPUT_CONTAINER": "batch-input",
+        "BATCH_OUTPUT_CONTAINER": "batch-output",
+        "BATCH_WORK_CONTAINER": "batch-work",
         "POLL_INITIAL_SECONDS": os.environ.get("POLL_INITIAL_SECONDS", "1"),
         "POLL_MAX_SECONDS": os.environ.get("POLL_MAX_SECONDS", "5"),
     }
@@ -72,10 +75,9 @@ def write_large_sample(path: Path, item_ids: list[str], min_bytes: int = 5_500_0
     return count
 
 
-def _progress(label: str, done: int, total: int, width: int = 30) -> None:
+def _bar(done: int, total: int, width: int = 20) -> str:
     filled = int(width * done / total) if total else 0
-    sys.stdout.write(f"\r  {label:<14} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    sys.stdout.flush()
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id: str,
@@ -113,8 +115,11 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
                 if marker == "_SUCCESS":
                     results = json.loads(outputs.get_blob_client(f"{stem}/results.json")
                                          .download_blob().readall())["results"]
-                    print(f"{stem}: first results of {len(results)}:")
-                    print(json.dumps(results[:2], indent=2))
+                    print(f"{stem}: first results of {len(results)} (top 3 items each):")
+                    for result in results[:3]:
+                        top = [(r["items"][0]["itemId"], r["rating"])
+                               for r in result["recommendations"][:3]]
+                        print(f"  {result['request']} -> {top}")
                 break
         _show_progress(status_url, settings, pending)
         time.sleep(1)
@@ -125,16 +130,19 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
 
 
 def _show_progress(status_url: str, settings: dict[str, str], pending: dict) -> None:
-    """Best effort: show chunk progress of running instances via devhost's status API."""
-    key = settings.get("DEVHOST_MASTER_KEY", "")
+    """Best effort: one line with the chunk progress of each run, from devhost's HTTP API."""
     try:
-        resp = requests.get(f"{status_url}", params={"code": key}, timeout=5)
+        resp = requests.get(status_url, headers={"x-functions-key": settings["DEVHOST_MASTER_KEY"]},
+                            timeout=5)
         if resp.status_code != 200:
             return
+        parts = []
         for run in resp.json().get("runs", []):
             chunks = (run.get("customStatus") or {}).get("chunks") or {}
-            _progress(str(run.get("name", "run"))[:14], int(chunks.get("succeeded", 0)),
-                      int(chunks.get("total", 0)))
+            parts.append(f"{run.get('name', 'run')}: {run.get('runtimeStatus')} "
+                         f"{_bar(int(chunks.get('succeeded', 0)), int(chunks.get('total', 0)))}")
+        sys.stdout.write("\r  " + "   ".join(parts) + " " * 4)
+        sys.stdout.flush()
     except (requests.RequestException, ValueError):
         return
 
@@ -172,12 +180,15 @@ def main(argv: list[str] | None = None) -> int:
             if not client.exists():
                 client.create_container()
         api = f"http://127.0.0.1:{args.port}/api"
-        print(f"devhost      {api} (function key: {master_key[:4]}…, in {args.workdir}/devhost)")
+        key_file = args.workdir / "function.key"
+        key_file.write_text(master_key)
+        key_file.chmod(0o600)
+        print(f"devhost      {api} (function key in {key_file})")
         print()
         print("Drop a requests file into the 'batch-input' container, e.g.:")
         print("  .venv/bin/python -m recobatch submit samples/input.json --wait")
         print("or start a run over HTTP:")
-        print(f"  curl -X POST '{api}/batches?code=$DEVHOST_MASTER_KEY' "
+        print(f"  curl -X POST -H \"x-functions-key: $(cat {key_file})\" {api}/batches "
               "-d '{\"input\": {\"blob\": \"input.json\"}}'")
         print(f"Logs: {args.workdir}/*.log. Ctrl+C stops everything.")
         if args.demo:
