@@ -42,6 +42,7 @@ demo: setup
 bench: setup
 	$(PY) bench/recoservice_scoring.py
 	$(PY) bench/prepare_merge.py
+	$(PY) bench/orchestration_history.py
 
 clean:
 	rm -rf .run .devhost .pytest_cache .ruff_cache
