@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         model_id = _demo_model_id(str(reco.extra["base_url"]), key)
         settings = app_settings(azurite, reco, key, model_id)
         settings["DEVHOST_MASTER_KEY"] = master_key
+        local_settings = args.workdir / "local.settings.json"
+        local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": settings}, indent=2))
+        local_settings.chmod(0o600)
         devhost = start_devhost(REPO_ROOT, args.workdir / "devhost", settings, port=args.port)
         started.append(devhost)
         blob_service = BlobServiceClient.from_connection_string(settings["AzureWebJobsStorage"])

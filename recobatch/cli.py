@@ -1,0 +1,105 @@
+"""``python -m recobatch submit FILE [--wait]``: drop a requests file and follow its run.
+
+The command uploads FILE to the input container (the blob trigger starts the run), then, with
+``--wait``, shows chunk progress from the work container until the run's marker appears and
+prints it. It talks to storage only, so it works the same against Azurite (``make run``) and
+Azure. Settings come from the ``Values`` of a local.settings.json (``--settings``; by default
+``local.settings.json`` if present, else ``.run/local.settings.json`` written by ``make run``),
+overridden by environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import posixpath
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from recobatch import naming
+from recobatch.errors import RecobatchError
+from recobatch.settings import Settings, load_settings
+from recobatch.storage import download_bytes, ensure_container, service_client
+
+DEFAULT_SETTINGS = (Path("local.settings.json"), Path(".run/local.settings.json"))
+
+
+def read_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from a local.settings.json's ``Values``, overridden by ``environ``."""
+    candidates = [path] if path else [p for p in DEFAULT_SETTINGS if p.exists()]
+    values: dict[str, str] = {}
+    if candidates:
+        with candidates[0].open(encoding="utf-8") as handle:
+            values = {k: str(v) for k, v in json.load(handle).get("Values", {}).items()}
+    return load_settings({**values, **environ})
+
+
+def _progress(work, instance: str) -> tuple[int, int]:
+    """(chunks written by prepare, chunk outputs written by the service) of a run."""
+    total = done = 0
+    for blob in work.list_blobs(name_starts_with=naming.work_prefix(instance)):
+        name = posixpath.basename(blob.name)
+        if name.startswith("chunk-") and name.endswith(".out.json"):
+            done += 1
+        elif name.startswith("chunk-") and name.count(".") == 1 and name.endswith(".json"):
+            total += 1
+    return total, done
+
+
+def submit(path: Path, settings: Settings, name: str | None = None, wait: bool = False,
+           timeout: float = 3600.0, out=sys.stdout) -> int:
+    """Upload ``path``; with ``wait``, follow the run to its marker. Returns an exit code."""
+    blob_name = name or path.name
+    service = service_client(settings)
+    inputs = ensure_container(service, settings.input_container)
+    with path.open("rb") as data:
+        etag = str(inputs.get_blob_client(blob_name).upload_blob(data, overwrite=True)["etag"])
+    instance = naming.instance_id(settings.input_container, blob_name, etag.strip('"'))
+    out.write(f"uploaded {path} to {settings.input_container}/{blob_name} (run {instance})\n")
+    if not wait:
+        return 0
+    outputs = service.get_container_client(settings.output_container)
+    work = service.get_container_client(settings.work_container)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for marker_blob in (naming.success_marker_blob(blob_name),
+                            naming.failed_marker_blob(blob_name)):
+            body = download_bytes(outputs.get_blob_client(marker_blob))
+            if body is None:
+                continue
+            marker = json.loads(body)
+            if marker.get("instanceId") != instance:
+                continue  # a marker of an earlier upload of the same name
+            out.write(f"\n{settings.output_container}/{marker_blob}:\n")
+            out.write(json.dumps(marker, indent=2) + "\n")
+            return 0 if marker.get("kind") == "success" else 1
+        total, done = _progress(work, instance)
+        out.write(f"\r  chunks {done}/{total or '?'}")
+        out.flush()
+        time.sleep(1.0)
+    out.write(f"\nno marker after {timeout:.0f}s\n")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recobatch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub_submit = sub.add_parser("submit", help="upload a requests file and follow its run")
+    sub_submit.add_argument("file", type=Path)
+    sub_submit.add_argument("--name", help="blob name in the input container (default: file name)")
+    sub_submit.add_argument("--wait", action="store_true", help="wait for the marker")
+    sub_submit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
+    sub_submit.add_argument("--settings", type=Path, help="local.settings.json to read")
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        parser.error(f"no such file: {args.file}")
+    try:
+        settings = read_settings(args.settings, os.environ)
+        return submit(args.file, settings, args.name, args.wait, args.timeout)
+    except RecobatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
