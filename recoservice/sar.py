@@ -63,6 +63,8 @@ _SLOT_LOOP_MAX = 16
 # Threshold algorithm: rows of up to this many seeds; list depth k + exclusions + this.
 _THRESHOLD_MAX_SEEDS = 8
 _THRESHOLD_EXTRA_DEPTH = 10
+# ... used where the product would touch this many times more entries than lookups it needs.
+_THRESHOLD_WORK_RATIO = 8.0
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
@@ -400,8 +402,15 @@ class SarModel:
         lowest = np.minimum.reduceat(np.append(weights.data, 0), starts)
         # One seed of weight 1 (most item-to-item requests): its similarity row, already ranked.
         single = (per_row == 1) & (first == 1) & (not with_diagonal)
-        # A few positive weights: the threshold algorithm on the ranked rows usually decides.
+        # Upper bound of candidates per row: the similarity row lengths of its weights.
+        row_nnz = np.diff(self._sim.indptr)
+        bound = np.add.reduceat(np.append(row_nnz[weights.indices], 0), starts)
+        bound = bound * (per_row > 0) + per_row
+        # A few positive weights on long rows: the threshold algorithm on the ranked rows
+        # usually decides with per_row² × depth lookups, cheaper than the product there.
+        depth = k + int(np.diff(exclude.indptr).max(initial=0)) + _THRESHOLD_EXTRA_DEPTH
         few = (per_row >= 2) & (per_row <= _THRESHOLD_MAX_SEEDS) & (lowest > 0)
+        few &= bound >= _THRESHOLD_WORK_RATIO * per_row * per_row * depth
         few &= not with_diagonal
         step = _MAX_BLOCK_ROWS
         singles = np.flatnonzero(single)
@@ -419,9 +428,6 @@ class SarModel:
             rest.append(req[~decided])
         # Everything else: the full sparse product, in blocks of rows of similar width.
         multi = np.concatenate(rest)
-        row_nnz = np.diff(self._sim.indptr)
-        bound = np.add.reduceat(np.append(row_nnz[weights.indices], 0), starts)
-        bound = bound * (per_row > 0) + per_row
         order = multi[np.argsort(bound[multi], kind="stable")]
         for rows in _blocks(bound[order]):
             req = order[rows]

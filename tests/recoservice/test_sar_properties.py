@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from unittest.mock import patch
 
 import numpy as np
@@ -71,7 +73,7 @@ def test_results_match_brute_force_and_keep_the_invariants(case) -> None:
 def test_short_threshold_lists_decide_or_fall_back_exactly(case) -> None:
     # With lists of only k + seeds entries the threshold algorithm's bound often fails to
     # decide; those rows must fall back to the full product and still match.
-    with patch.object(sar, "_THRESHOLD_EXTRA_DEPTH", 0):
+    with short_threshold_lists():
         check_against_brute_force(case)
 
 
@@ -106,6 +108,14 @@ def check_against_brute_force(case) -> None:
         np.testing.assert_allclose(score[row][: len(want)], x[want], rtol=1e-5)
 
 
+@contextmanager
+def short_threshold_lists() -> Iterator[None]:
+    """Use the threshold algorithm on every few-seed row, with lists of only k + seeds."""
+    with patch.object(sar, "_THRESHOLD_EXTRA_DEPTH", 0), \
+            patch.object(sar, "_THRESHOLD_WORK_RATIO", 0.0):
+        yield
+
+
 def test_threshold_algorithm_falls_back_where_its_lists_are_too_short() -> None:
     # Skewed usage and 2–4 seeds: with lists of k + seeds entries about one row in seven is
     # not decided by the bound, and a wrong shortcut would change dozens of lists.
@@ -117,7 +127,7 @@ def test_threshold_algorithm_falls_back_where_its_lists_are_too_short() -> None:
     indptr = np.concatenate(([0], np.cumsum([len(s) for s in seeds])))
     indices = np.array([i for s in seeds for i in s], dtype=np.int64)
 
-    with patch.object(sar, "_THRESHOLD_EXTRA_DEPTH", 0):
+    with short_threshold_lists():
         idx, _ = model.recommend_items(indptr, indices, 5)
 
     sim = dense_similarity(users, items, 300, 60, params)
