@@ -19,10 +19,20 @@ Storage. The similarity is one CSR matrix without its diagonal (``_sim``) plus t
 a vector (``_self_sim``), both float64: scores are summed in float64, then ranked and returned
 as float32, so equal sums tie whatever the order of addition. With
 ``SarParams.max_neighbors = M > 0`` each row keeps only its M most similar items (ties: lower
-item index). A single-seed request then gets exactly
-the same top-k as without pruning for every ``k ≤ M``; with several seeds an item that is a
-top-M neighbour of one seed but not of another loses the second contribution, so multi-seed
-lists are an approximation (measured in ``bench/recoservice_scoring.py``).
+item index). A single-seed request then gets exactly the same top-k as without pruning for
+every ``k ≤ M``; with several seeds an item that is a top-M neighbour of one seed but not of
+another loses the second contribution, so multi-seed lists are an approximation (measured in
+``bench/recoservice_scoring.py``). With the exact model scoring is already fast, so 0 is the
+default.
+
+Scoring paths, all exact and all giving the same lists:
+
+- one seed of weight 1: the first k valid entries of the seed's row, pre-ranked once;
+- a few positive weights on long rows: Fagin's threshold algorithm over the pre-ranked rows
+  (candidates from each row's head, scored by key lookup, decided when the k-th beats the
+  bound on anything unlisted); undecided rows fall through to
+- the sparse product ``weights @ similarity`` in blocks, a float partition keeping the top
+  ``k + exclusions`` per row, then exact ranking of those candidates.
 
 Ranking. Results are items with a positive score ``≥ minimal_score``, ordered by score
 (float32) descending, ties by lower item index. Rows with fewer than ``k`` results are
