@@ -138,3 +138,32 @@ def test_threshold_algorithm_falls_back_where_its_lists_are_too_short() -> None:
         want = [j for j in np.lexsort((np.arange(60), -x)) if x[j] > 0][:5]
         wrong += idx[row][idx[row] >= 0].tolist() != want
     assert wrong == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(usage_and_seeds(max_users=12, max_items=30, max_events=150), st.booleans())
+def test_user_recommendations_match_brute_force(case, exclude_seen: bool) -> None:
+    users, items, n_users, n_items, _, params, k, minimal_score = case
+    rng = np.random.default_rng(len(users))
+    times = rng.uniform(0, 90 * 86_400, len(users))
+    weights = rng.choice([1.0, 2.0, 3.0, -1.0, 4.0], len(users))
+    model = SarModel.fit(users, items, times, weights, n_users, n_items, params)
+    with short_threshold_lists():
+        idx, score, backfilled = model.recommend_users(
+            np.arange(n_users), k, minimal_score, exclude_seen, return_backfill=True)
+
+    affinity = np.zeros((n_users, n_items))
+    now = times.max() if len(times) else 0.0
+    np.add.at(affinity, (users, items), weights * 2.0 ** (-(now - times) / (30 * 86_400)))
+    seen = np.zeros((n_users, n_items), dtype=bool)
+    seen[users, items] = True
+    sim = dense_similarity(users, items, n_users, n_items, params)
+    for user in range(n_users):
+        x = (affinity[user] @ sim).astype(np.float32)
+        if exclude_seen and not params.allow_seed_items:
+            x[seen[user]] = 0
+        want = [j for j in np.lexsort((np.arange(n_items), -x)) if x[j] > 0
+                and x[j] >= minimal_score][:k]
+        scored = idx[user][(idx[user] >= 0) & ~backfilled[user]]
+        assert scored.tolist() == want
+        np.testing.assert_allclose(score[user][: len(want)], x[want], rtol=1e-4)
