@@ -272,7 +272,7 @@ class SarModel:
                 "aff_data": self._affinity.data,
             }
         with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
 
     @classmethod
     def load(cls, path: Path) -> SarModel:
@@ -445,8 +445,8 @@ class SarModel:
                                                             minimal_score, with_diagonal)
         if self.params.enable_backfilling:
             for lo in range(0, n_req, step):
-                req = slice(lo, min(n_req, lo + step))
-                out_idx[req], out_fill[req] = self._backfill(out_idx[req], exclude[req])
+                part = slice(lo, min(n_req, lo + step))
+                out_idx[part], out_fill[part] = self._backfill(out_idx[part], exclude[part])
         return (out_idx, out_score, out_fill) if return_backfill else (out_idx, out_score)
 
     def _rank_threshold(
