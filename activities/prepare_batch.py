@@ -42,7 +42,7 @@ def run(payload: dict) -> dict:
 
     def open_stream():
         raw = readers.pop() if readers else storage.BlobReader(blob, first.etag)
-        return io.BufferedReader(raw, buffer_size=storage.BLOCK_SIZE)
+        return io.BufferedReader(raw, buffer_size=64 * 1024)
 
     def write_chunk(chunk: Chunk) -> None:
         storage.upload_bytes(work.get_blob_client(naming.chunk_input_blob(instance, chunk.name)),

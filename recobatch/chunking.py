@@ -78,24 +78,28 @@ def split_requests(requests: Iterable[tuple[int, bytes]], max_job_bytes: int) ->
     ValueError
         When one request alone does not fit (callers reject those before splitting).
     """
-    parts: list[bytes] = []
+    # One growing buffer per chunk: the small encoded requests are copied in and freed at
+    # once (orjson's bytes objects keep a ~4 KiB allocation each, so holding them would cost
+    # hundreds of MB per chunk).
+    body = bytearray(HEAD)
     indices: list[int] = []
-    size = OVERHEAD
     number = 0
+    limit = max_request_bytes(max_job_bytes)
     for index, encoded in requests:
-        if len(encoded) > max_request_bytes(max_job_bytes):
+        if len(encoded) > limit:
             raise ValueError(f"request {index} alone is larger than a chunk")
-        extra = len(encoded) + (1 if parts else 0)
-        if parts and size + extra > max_job_bytes:
+        if indices and len(body) + 1 + len(encoded) + len(TAIL) > max_job_bytes:
             number += 1
-            yield Chunk(number, HEAD + b",".join(parts) + TAIL, indices)
-            parts, indices, size = [], [], OVERHEAD
-            extra = len(encoded)
-        parts.append(encoded)
+            body += TAIL
+            yield Chunk(number, bytes(body), indices)
+            body, indices = bytearray(HEAD), []
+        if indices:
+            body += b","
+        body += encoded
         indices.append(index)
-        size += extra
-    if parts:
-        yield Chunk(number + 1, HEAD + b",".join(parts) + TAIL, indices)
+    if indices:
+        body += TAIL
+        yield Chunk(number + 1, bytes(body), indices)
 
 
 @dataclass

@@ -44,6 +44,9 @@ from recobatch.settings import Settings, get_settings
 SAS_CLOCK_SKEW = timedelta(minutes=5)
 SAS_MARGIN = timedelta(minutes=15)
 BLOCK_SIZE = 4 * 1024 * 1024
+# Range size of streamed reads. The SDK and urllib3 hold several copies of a response body
+# while reading it, so smaller ranges keep the peak low at little cost in requests.
+READ_RANGE = 1024 * 1024
 # Keep azure-core from retrying for minutes against a dead endpoint; activities are retried by
 # the orchestrator instead.
 # Downloads go in 4 MiB ranges (the SDK's first GET would otherwise take up to 32 MiB into
@@ -164,24 +167,24 @@ def _protocol(url: str) -> str:
 
 
 class BlobReader(io.RawIOBase):
-    """A read-only binary stream over a blob, downloaded in chunks (never whole).
+    """A read-only binary stream over a blob, fetched in 1 MiB ranges (never whole).
+
+    Every range is read with ``If-Match`` on the ETag seen at open, so a blob replaced while
+    it is read fails the read instead of mixing two versions.
 
     Parameters
     ----------
     blob : BlobClient
     etag : str, optional
-        Read exactly this version (``If-Match``); a changed blob fails the read.
+        Read exactly this version; a different one fails with :class:`InputError`.
     """
 
     def __init__(self, blob: BlobClient, etag: str | None = None) -> None:
         super().__init__()
-        kwargs: dict[str, Any] = {"max_concurrency": 1}
-        if etag:
-            from azure.core import MatchConditions
-
-            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+        self._blob = blob
+        self.name = blob.blob_name
         try:
-            self._download = blob.download_blob(**kwargs)
+            props = blob.get_blob_properties(**_if_match(etag))
         except ResourceNotFoundError:
             raise StorageError(f"blob {blob.blob_name} does not exist.") from None
         except ResourceModifiedError:
@@ -189,26 +192,49 @@ class BlobReader(io.RawIOBase):
                              "(its ETag differs).") from None
         except AzureError as exc:
             raise StorageError(f"cannot read blob {blob.blob_name}: {_short(exc)}") from None
-        self.name = blob.blob_name
-        self.size = int(self._download.properties.size)
-        self.etag = str(self._download.properties.etag).strip('"')
+        self.size = int(props.size)
+        self.etag = str(props.etag).strip('"')
+        self._offset = 0
+        self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            if self._offset >= self.size:
+                return 0
+            length = min(READ_RANGE, self.size - self._offset)
+            try:
+                data = self._blob.download_blob(offset=self._offset, length=length,
+                                                **_if_match(self.etag)).readall()
+            except ResourceModifiedError:
+                raise InputError(f"blob {self.name} changed while it was read.") from None
+            except AzureError as exc:
+                raise StorageError(f"cannot read blob {self.name}: {_short(exc)}") from None
+            if not data:
+                raise StorageError(f"blob {self.name} ended early at byte {self._offset:,}.")
+            self._offset += len(data)
+            self._pending = memoryview(data)
         view = memoryview(buffer).cast("B")
-        try:
-            data = self._download.read(len(view))
-        except AzureError as exc:
-            raise StorageError(f"cannot read blob {self.name}: {_short(exc)}") from None
-        view[: len(data)] = data
-        return len(data)
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+def _if_match(etag: str | None) -> dict[str, Any]:
+    if not etag:
+        return {}
+    from azure.core import MatchConditions
+
+    return {"etag": f'"{etag.strip(chr(34))}"', "match_condition": MatchConditions.IfNotModified}
 
 
 def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
     """A buffered binary reader over a blob (``read``, ``readline``); see :class:`BlobReader`."""
-    return io.BufferedReader(BlobReader(blob, etag), buffer_size=BLOCK_SIZE)
+    # BlobReader already holds one range; a small buffer only serves readline().
+    return io.BufferedReader(BlobReader(blob, etag), buffer_size=64 * 1024)
 
 
 def open_reader_if_exists(blob: BlobClient) -> io.BufferedReader | None:
