@@ -8,7 +8,7 @@ per size and phase:
 - ``merge``: the ``merge_results`` activity, fed with synthetic chunk outputs of the shape the
   service writes (one recommendation per request, an error line every 997th request).
 
-Prints MB/s (input MB for prepare; results MB written for merge) and peak RSS (``ru_maxrss``).
+Prints MB/s (input MB for prepare; results MB written for merge) and peak RSS (``VmHWM``).
 Target: peak RSS < 150 MB, about the same for both sizes.
 
 Usage: ``python bench/prepare_merge.py [--sizes 20,200]``
@@ -103,7 +103,7 @@ def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None
     from activities.merge_results import run as merge_results
     from activities.prepare_batch import run as prepare_batch
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = peak_rss_mb()
     start = time.perf_counter()
     cpu_start = time.process_time()
     if phase == "prepare":
@@ -116,9 +116,21 @@ def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None
                                            for c in chunks]})
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak,
                       "baseline_rss_mb": baseline, "result": result}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (per address space, so reset by exec), else
+    ru_maxrss (which on Linux can carry the forking parent's size over exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(phase: str, connection: str, name: str, instance: str,
@@ -126,7 +138,7 @@ def run_child(phase: str, connection: str, name: str, instance: str,
     cmd = [sys.executable, __file__, "--child", phase, "--name", name, "--instance", instance]
     if chunks_file is not None:
         cmd += ["--chunks-file", str(chunks_file)]
-    out = subprocess.run(cmd, env=_env(connection), cwd=REPO, check=True, capture_output=True,
+    out = subprocess.run(cmd, env=_env(connection), cwd=REPO, check=True, stdout=subprocess.PIPE,
                          text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -154,7 +166,7 @@ def main() -> None:
         service = BlobServiceClient.from_connection_string(connection)
         print(f"{'input':>8} {'requests':>10} {'chunks':>6} | {'prepare s':>9} {'cpu s':>6} "
               f"{'MB/s':>5} {'peak RSS':>8} | {'merge s':>8} {'cpu s':>6} {'MB/s':>5} "
-              f"{'peak RSS':>8} {'results':>8}")
+              f"{'peak RSS':>8} {'results':>8} | {'RSS after imports':>17}")
         for size_mb in (int(s) for s in args.sizes.split(",")):
             name = f"requests-{size_mb}mb.json"
             instance = f"rb-bench-{size_mb}"
@@ -173,14 +185,15 @@ def main() -> None:
                   f"{size / MB / prep['seconds']:>5.1f} {prep['peak_rss_mb']:>6.0f}MB | "
                   f"{merge['seconds']:>8.1f} {merge['cpu_seconds']:>6.1f} "
                   f"{results_mb / merge['seconds']:>5.1f} {merge['peak_rss_mb']:>6.0f}MB "
-                  f"{results_mb:>6.0f}MB", flush=True)
+                  f"{results_mb:>6.0f}MB | {prep['baseline_rss_mb']:>5.0f}MB / "
+                  f"{merge['baseline_rss_mb']:.0f}MB", flush=True)
             for container in ("bench-work", "bench-output"):
                 for blob in service.get_container_client(container).list_blobs():
                     service.get_container_client(container).delete_blob(blob.name)
             service.get_container_client(INPUT_CONTAINER).delete_blob(name)
         print("MB/s: input MB (prepare) or results MB written (merge) per wall-clock second; "
-              "cpu s: the phase's own CPU time.\npeak RSS: ru_maxrss of the subprocess running "
-              "that phase, imports included (baseline about 65-80 MB).")
+              "cpu s: the phase's own CPU time.\npeak RSS: VmHWM of the subprocess running "
+              "that phase, imports included.")
     finally:
         azurite.stop()
         shutil.rmtree(workdir, ignore_errors=True)
