@@ -30,6 +30,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import (
+    BlobBlock,
     BlobClient,
     BlobSasPermissions,
     BlobServiceClient,
@@ -142,16 +143,17 @@ def sas_location(blob: BlobClient, permission: str, expiry: datetime,
     perms = BlobSasPermissions.from_string(permission)
     credential = blob.credential
     account_key = getattr(credential, "account_key", None)
+    account = str(blob.account_name)
     try:
         if account_key:
-            token = generate_blob_sas(blob.account_name, blob.container_name, blob.blob_name,
+            token = generate_blob_sas(account, blob.container_name, blob.blob_name,
                                       account_key=account_key, permission=perms, expiry=expiry,
                                       start=start, protocol=_protocol(blob.url))
         else:
             if service is None:
                 raise StorageError("a user-delegation SAS needs the blob service client.")
             delegation = service.get_user_delegation_key(start, expiry)
-            token = generate_blob_sas(blob.account_name, blob.container_name, blob.blob_name,
+            token = generate_blob_sas(account, blob.container_name, blob.blob_name,
                                       user_delegation_key=delegation, permission=perms,
                                       expiry=expiry, start=start, protocol=_protocol(blob.url))
     except AzureError as exc:
@@ -297,8 +299,9 @@ class BlobWriter(io.RawIOBase):
             self._stage()
         try:
             self._blob.commit_block_list(
-                self._blocks, content_settings=ContentSettings(
-                    content_type=self._content_type, content_md5=self._md5.digest()))
+                [BlobBlock(block_id=block) for block in self._blocks],
+                content_settings=ContentSettings(content_type=self._content_type,
+                                                 content_md5=bytearray(self._md5.digest())))
         except AzureError as exc:
             raise StorageError(f"cannot write blob {self._blob.blob_name}: "
                                f"{_short(exc)}") from None
