@@ -29,6 +29,7 @@ setup: $(VENV)/.installed node_modules/.installed
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup lint
 	$(PY) -m pytest
