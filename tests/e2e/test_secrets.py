@@ -1,0 +1,41 @@
+"""Secrets never reach orchestration history, custom status, markers or logs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_no_key_or_sas_token_in_history_status_markers_or_logs(app_factory, demo_items,
+                                                               recoservice):
+    app = app_factory()
+    app.upload("secret.json", json.dumps({"requests": [{"SeedItems": demo_items[:3]}]}))
+    marker, _ = app.wait_for_marker("secret")
+    assert marker == "_SUCCESS"
+    key = app.settings["RECO_SUBSCRIPTION_KEY"]
+    account_key = app.settings["AzureWebJobsStorage"].split("AccountKey=")[1].split(";")[0]
+
+    db = sqlite3.connect(app.workdir / "state" / "devhost.db")
+    stored = "\n".join(
+        str(value)
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own test database
+        for value in row
+    )
+    db.close()
+    texts = {
+        "devhost state": stored,
+        "marker": app.read_output("secret/_SUCCESS").decode(),
+        "devhost log": app.service.log.read_text(errors="replace"),
+        "recoservice log": recoservice.service.log.read_text(errors="replace"),
+    }
+
+    assert "TaskScheduled" in stored or "submit_chunk" in stored  # the history is really there
+    for where, text in texts.items():
+        assert key not in text, where
+        assert account_key not in text, where
+        assert "sig=" not in text, where
