@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     keys = _keys(args, parser)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # azure-core logs every storage request (URL, headers) at INFO: keep it to warnings.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.root.level))
     config = Config(
         state_dir=args.state_dir, keys=keys,
         allowed_blob_hosts=list(args.blob_hosts or DEFAULT_ALLOWED_BLOB_HOSTS),
