@@ -108,3 +108,12 @@ def recoservice_factory(tmp_path: Path, azurite: Service) -> Iterator:
     yield start
     for reco in started:
         reco.service.stop()
+
+
+@pytest.fixture
+def demo_items(recoservice: Reco) -> list[str]:
+    """Real item ids of the demo model's catalog (the first 300)."""
+    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
+                        params={"$top": 300}, headers=recoservice.headers(), timeout=30)
+    resp.raise_for_status()
+    return [item["id"] for item in resp.json()["value"]]

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
 from recobatch.settings import get_settings
 
@@ -53,12 +52,3 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
         monkeypatch.setenv(name, value)
         get_settings.cache_clear()
     return change
-
-
-@pytest.fixture
-def demo_items(recoservice) -> list[str]:
-    """Real item ids of the demo model's catalog."""
-    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
-                        params={"$top": 50}, headers=recoservice.headers(), timeout=30)
-    resp.raise_for_status()
-    return [item["id"] for item in resp.json()["value"]]

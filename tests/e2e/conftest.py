@@ -121,12 +121,3 @@ def app_factory(tmp_path: Path, azurite: Service, blob_service, recoservice) -> 
     yield start
     for app in apps:
         app.service.stop()
-
-
-@pytest.fixture
-def demo_items(recoservice) -> list[str]:
-    """Real item ids of the demo model's catalog."""
-    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
-                        params={"$top": 300}, headers=recoservice.headers(), timeout=30)
-    resp.raise_for_status()
-    return [item["id"] for item in resp.json()["value"]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from recobatch.settings import Settings, get_settings, load_settings
 
@@ -32,12 +31,3 @@ def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
 @pytest.fixture
 def app_settings(app_env: dict[str, str]) -> Settings:
     return load_settings(app_env)
-
-
-@pytest.fixture
-def demo_items(recoservice) -> list[str]:
-    """Real item ids of the demo model's catalog."""
-    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
-                        params={"$top": 50}, headers=recoservice.headers(), timeout=30)
-    resp.raise_for_status()
-    return [item["id"] for item in resp.json()["value"]]

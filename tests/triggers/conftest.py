@@ -129,11 +129,3 @@ def run_async() -> Iterator[Any]:
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete
     loop.close()
-
-
-@pytest.fixture
-def demo_items(recoservice) -> list[str]:
-    resp = requests.get(f"{recoservice.base_url}/models/{recoservice.demo_model_id}/catalog",
-                        params={"$top": 50}, headers=recoservice.headers(), timeout=30)
-    resp.raise_for_status()
-    return [item["id"] for item in resp.json()["value"]]
