@@ -16,7 +16,6 @@ its row. The listing maps operation statuses to the v4 job statuses (``JOB_STATU
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -34,7 +33,7 @@ from recoservice.batch_runner import WorkerPool, run_job
 from recoservice.blobio import BlobLocation
 from recoservice.errors import ApiError
 from recoservice.operations import operation_url
-from recoservice.state import ACTIVE_STATUSES, RESTART_MESSAGE, State
+from recoservice.state import ACTIVE_STATUSES, RESTART_MESSAGE, State, key_hash
 
 log = logging.getLogger("recoservice.batch")
 
@@ -146,11 +145,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _key_hash(key: str) -> str:
-    # The subscription key is a secret: the table keeps only its hash.
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
 def _status(state: State, op_id: str) -> str | None:
     operation = state.get_operation(op_id)
     return None if operation is None else str(operation["status"])
@@ -225,7 +219,7 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
     state: State = app.state.state
     job_id = uuid.uuid4().hex
     with _submit_lock:
-        if _active_job(state, _key_hash(key)) is not None:
+        if _active_job(state, key_hash(key)) is not None:
             raise ApiError(409, "Conflict",
                            "Another batch job of this subscription is still running.")
         op_id = state.create_operation("batchjob", key, _job_url(request, job_id))
@@ -233,7 +227,7 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
             conn.execute(
                 "INSERT INTO batch_jobs (id, operation_id, key_hash, requestinfo, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (job_id, op_id, _key_hash(key), json.dumps(spec.requestinfo()), _now()),
+                (job_id, op_id, key_hash(key), json.dumps(spec.requestinfo()), _now()),
             )
     app.state.batch_pool.submit(lambda: _run(app, job_id, op_id, spec))
     return JSONResponse({"batchId": job_id}, status_code=202,
@@ -293,7 +287,7 @@ def list_batch_jobs(request: Request, key: str = Depends(require_key)) -> dict[s
     state: State = request.app.state.state
     with state.db() as conn:
         rows = conn.execute(_SELECT + " WHERE key_hash = ? ORDER BY created_at",
-                            (_key_hash(key),)).fetchall()
+                            (key_hash(key),)).fetchall()
     return {"batchJobs": [_job_json(state, row) for row in rows]}
 
 
@@ -305,7 +299,7 @@ def get_batch_job(batch_id: str, request: Request,
     state: State = request.app.state.state
     with state.db() as conn:
         row = conn.execute(_SELECT + " WHERE id = ? AND key_hash = ?",
-                           (batch_id, _key_hash(key))).fetchone()
+                           (batch_id, key_hash(key))).fetchone()
     if row is None:
         raise ApiError(404, "BatchJobNotFound", f"Batch job '{batch_id}' does not exist.")
     return _job_json(state, row)

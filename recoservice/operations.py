@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from recoservice import API_PREFIX
 from recoservice.auth import require_key
 from recoservice.errors import ApiError
-from recoservice.state import State
+from recoservice.state import State, key_hash
 
 router = APIRouter()
 
@@ -24,8 +24,8 @@ def operation_url(request: Request, op_id: str) -> str:
 
 
 def _owned(state: State, op_id: str, key: str) -> dict[str, Any]:
-    owner = state.operation_key(op_id)
-    operation = state.get_operation(op_id) if owner == key else None
+    owner = state.operation_owner(op_id)
+    operation = state.get_operation(op_id) if owner == key_hash(key) else None
     if operation is None:
         raise ApiError(404, "OperationNotFound", f"Operation '{op_id}' does not exist.")
     return operation

@@ -7,12 +7,16 @@ files: usage events under ``<state-dir>/usage/``, built SAR models under
 still in flight are marked ``Failed`` at start, because the thread that ran them died with the
 old process.
 
+The ``key`` column of ``operations`` holds the SHA-256 of the owner's subscription key, never
+the key (``key_hash``); rows written by versions that kept the key are hashed at start.
+
 Thread safety: every thread gets its own connection (``db()``); SQLite in WAL mode serialises
 writers and a generous busy timeout makes them wait instead of failing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -57,6 +61,15 @@ CREATE TABLE IF NOT EXISTS operations (
 """
 
 
+# PRAGMA user_version: 1 = operations.key holds key hashes.
+_SCHEMA_VERSION = 1
+
+
+def key_hash(key: str) -> str:
+    """What the state keeps of a subscription key (a secret): its SHA-256, in hex."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def now_iso() -> str:
     """Current time, ISO-8601 UTC with milliseconds and a ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -82,6 +95,7 @@ class State:
         self._local = threading.local()
         # executescript manages its own transaction, so it runs outside db().
         self._connection().executescript(_SCHEMA)
+        self._hash_stored_keys()
         self._fail_interrupted()
 
     # -- connections ---------------------------------------------------------------------------
@@ -126,14 +140,17 @@ class State:
     # -- operations ----------------------------------------------------------------------------
 
     def create_operation(self, kind: str, key: str, resource_location: str | None = None) -> str:
-        """Record a new ``NotStarted`` operation of ``kind`` owned by ``key``; return its id."""
+        """Record a new ``NotStarted`` operation of ``kind`` owned by ``key``; return its id.
+
+        Only the key's hash is stored (see ``key_hash``).
+        """
         op_id = uuid.uuid4().hex
         stamp = now_iso()
         with self.db() as conn:
             conn.execute(
                 "INSERT INTO operations (id, key, kind, status, percent, message, created, "
                 "last_action, resource_location) VALUES (?, ?, ?, 'NotStarted', 0, '', ?, ?, ?)",
-                (op_id, key, kind, stamp, stamp, resource_location))
+                (op_id, key_hash(key), kind, stamp, stamp, resource_location))
         return op_id
 
     def update_operation(self, op_id: str, *, status: str | None = None,
@@ -172,8 +189,8 @@ class State:
             out["result"] = json.loads(row["result"])
         return out
 
-    def operation_key(self, op_id: str) -> str | None:
-        """The subscription key that owns the operation (``None`` when unknown)."""
+    def operation_owner(self, op_id: str) -> str | None:
+        """The ``key_hash`` of the key that owns the operation (``None`` when unknown)."""
         with self.db(write=False) as conn:
             row = conn.execute("SELECT key FROM operations WHERE id = ?", (op_id,)).fetchone()
         return None if row is None else str(row["key"])
@@ -227,6 +244,16 @@ class State:
         return self.builds_dir / f"{model_id}-{build_id}.ids.npz"
 
     # -- start-up ------------------------------------------------------------------------------
+
+    def _hash_stored_keys(self) -> None:
+        """Replace the keys that older versions stored in ``operations`` by their hashes."""
+        with self.db() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+                return
+            rows = conn.execute("SELECT DISTINCT key FROM operations").fetchall()
+            conn.executemany("UPDATE operations SET key = ? WHERE key = ?",
+                             [(key_hash(row["key"]), row["key"]) for row in rows])
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def _fail_interrupted(self) -> None:
         stamp = now_iso()

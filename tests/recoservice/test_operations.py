@@ -8,6 +8,8 @@ import uuid
 import requests
 from reco_api_helpers import TINY_CATALOG, TINY_USAGE, build, create_model, upload
 
+from recoservice.state import key_hash
+
 
 def _op_url(reco, loaded: str) -> str:
     resp, _ = build(reco, loaded)
@@ -77,7 +79,8 @@ def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservic
     with db:
         db.execute("INSERT INTO operations (id, key, kind, status, percent, message, created, "
                    "last_action) VALUES ('deadbeef', ?, 'BuildModel', 'Running', 40, '', "
-                   "'2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')", (first.key,))
+                   "'2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                   (key_hash(first.key),))
         db.execute("INSERT INTO builds (id, model_id, type, status, params, set_active, "
                    "operation_id, modified) VALUES (?, ?, 'Sar', 'Running', '{}', 1, "
                    "'deadbeef', '2026-01-01T00:00:00.000Z')", (build_id + 1, model_id))
@@ -103,3 +106,48 @@ def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservic
     _, rebuilt = build(second, model_id)   # the usage uploaded before the restart is kept
     assert rebuilt["status"] == "Succeeded"
     assert rebuilt["result"]["buildId"] > build_id + 1
+
+
+def test_subscription_key_is_not_stored_in_the_state_database(recoservice_factory, tmp_path):
+    workdir = tmp_path / "svc"
+    reco = recoservice_factory(workdir, demo=False)
+    url = _op_url(reco, _loaded_model(reco))
+    reco.service.stop()
+
+    db = sqlite3.connect(workdir / "state" / "recoservice.db")
+    stored = "\n".join(
+        str(value)
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own test database
+        for value in row
+    )
+    db.close()
+    again = recoservice_factory(workdir, demo=False)
+    owner = requests.get(url.replace(reco.base_url, again.base_url), headers=again.headers(),
+                         timeout=10)
+
+    assert "BuildModel" in stored   # the operation row is really there
+    assert reco.key not in stored
+    assert owner.status_code == 200
+
+
+def test_keys_stored_by_an_older_version_are_hashed_at_start(recoservice_factory, tmp_path):
+    workdir = tmp_path / "svc"
+    first = recoservice_factory(workdir, demo=False)
+    first.service.stop()
+    db = sqlite3.connect(workdir / "state" / "recoservice.db")
+    with db:   # a row as versions that kept the key itself wrote it
+        db.execute("INSERT INTO operations (id, key, kind, status, percent, message, created, "
+                   "last_action) VALUES ('cafe', ?, 'BuildModel', 'Succeeded', 100, '', "
+                   "'2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')", (first.key,))
+        db.execute("PRAGMA user_version = 0")
+    db.close()
+
+    second = recoservice_factory(workdir, demo=False)
+    op = requests.get(f"{second.base_url}/operations/cafe", headers=second.headers(), timeout=10)
+    db = sqlite3.connect(workdir / "state" / "recoservice.db")
+    (stored_key,) = db.execute("SELECT key FROM operations WHERE id='cafe'").fetchone()
+    db.close()
+
+    assert op.status_code == 200
+    assert stored_key != first.key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from recoservice.state import RESTART_MESSAGE, State
+from recoservice.state import RESTART_MESSAGE, State, key_hash
 
 
 def test_operation_round_trip_has_the_api_shape(tmp_path: Path):
@@ -24,7 +24,7 @@ def test_operation_round_trip_has_the_api_shape(tmp_path: Path):
     assert after["result"] == {"n": 3}
     assert after["resourceLocation"] == "http://x/y"
     assert after["type"] == "BatchScoring"
-    assert state.operation_key(op_id) == "key-1"
+    assert state.operation_owner(op_id) == key_hash("key-1")
     assert state.get_operation("missing") is None
 
 
