@@ -28,6 +28,7 @@ from triggers.http_common import (
     BatchRequest,
     HttpError,
     bad_request,
+    custom_status_of,
     instance_id_of,
     json_response,
     parse_batch_request,
@@ -141,7 +142,7 @@ async def get_batch(req: func.HttpRequest,
     status = await client.get_status(instance_id)
     if status.runtime_status is None:
         return HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.").response()
-    progress = _progress(status.custom_status)
+    progress = custom_status_of(status)
     return json_response({
         "instanceId": instance_id, "runtimeStatus": status.runtime_status.value,
         "createdTime": _iso(status.created_time), "lastUpdatedTime": _iso(status.last_updated_time),
@@ -150,16 +151,6 @@ async def get_batch(req: func.HttpRequest,
                      "runningChunks": progress.get("runningChunks", []),
                      "output": progress.get("output")},
         "result": status.output})
-
-
-def _progress(custom_status: object) -> dict:
-    """The run's custom status as a dict (hosts may hand it over as a JSON string)."""
-    if isinstance(custom_status, str):
-        try:
-            custom_status = json.loads(custom_status)
-        except ValueError:
-            return {}
-    return custom_status if isinstance(custom_status, dict) else {}
 
 
 @bp.route(route="batches", methods=["GET"])
@@ -171,7 +162,7 @@ async def list_batches(req: func.HttpRequest,
     for status in await client.get_status_all():
         if status.name != ORCHESTRATOR or status.runtime_status is None:
             continue
-        progress = _progress(status.custom_status)
+        progress = custom_status_of(status)
         output = str(progress.get("output") or "")
         runs.append({"instanceId": status.instance_id,
                      "name": output.split("/", 1)[-1].rstrip("/") or status.instance_id,

@@ -1,8 +1,9 @@
 """HTTP API ``POST /api/batches/{id}/cancel``: stop a run, keeping what finished.
 
-Order matters: the ``_CANCEL`` flag is written first, then ``cancel`` is raised to the run and to
-each chunk listed in its custom status. A chunk that starts after we read that list checks the
-flag before submitting, so no chunk slips through.
+Order matters: the ``_CANCEL`` flag is written first, then the run's custom status is read, then
+``cancel`` is raised to the run and to each chunk listed there. A chunk that checked the flag
+before it was written was scheduled before that read, so it is in the list (unless it already
+ended); a chunk that starts later finds the flag before submitting. No chunk slips through.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from orchestrators.blueprint import CANCEL_EVENT
 from recobatch import naming, storage
 from recobatch.errors import StorageError
 from triggers.blueprint import bp
-from triggers.http_common import HttpError, instance_id_of, json_response, settings_or_error
+from triggers.http_common import (
+    HttpError,
+    custom_status_of,
+    instance_id_of,
+    json_response,
+    settings_or_error,
+)
 
 log = logging.getLogger(__name__)
 FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
@@ -41,8 +48,9 @@ async def _cancel(req: func.HttpRequest,
     except (AzureError, StorageError) as exc:
         log.error("cannot write the cancel flag of %s: %s", instance_id, type(exc).__name__)
         raise HttpError(503, "StorageError", "storage is unavailable; retry later.") from None
+    # Read the running chunks only now: a chunk started since the first read missed the flag.
+    progress = custom_status_of(await client.get_status(instance_id))
     await client.raise_event(instance_id, CANCEL_EVENT, None)
-    progress = status.custom_status if isinstance(status.custom_status, dict) else {}
     signalled = []
     for child in progress.get("runningChunks") or []:
         try:

@@ -52,6 +52,18 @@ def settings_or_error() -> Settings:
         raise HttpError(500, exc.code, exc.message) from None
 
 
+def custom_status_of(status: Any) -> dict:
+    """A run's custom status (``DurableOrchestrationStatus``) as a dict; hosts may hand it
+    over as a JSON string."""
+    custom_status = getattr(status, "custom_status", None)
+    if isinstance(custom_status, str):
+        try:
+            custom_status = json.loads(custom_status)
+        except ValueError:
+            return {}
+    return custom_status if isinstance(custom_status, dict) else {}
+
+
 def instance_id_of(req: func.HttpRequest) -> str:
     """The ``{id}`` route parameter; ids we never issue are unknown (404)."""
     instance_id = (req.route_params or {}).get("id", "")
