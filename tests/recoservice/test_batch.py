@@ -187,6 +187,19 @@ def test_input_over_2_mb_fails_the_job_with_its_size(reco, container):
     assert f"{len(data):,}" in op["message"] and "2 MB" in op["message"]
 
 
+@pytest.mark.parametrize(("size", "status"), [(2_097_152, "Succeeded"),
+                                              (2_097_153, "Failed")])
+def test_input_limit_is_2_097_152_bytes_exactly(reco, container, size, status):
+    ids = catalog_ids(reco)
+    head = json.dumps({"requests": [{"SeedItems": [i]} for i in ids[:3]]}).encode()
+    data = head[:-1] + b" " * (size - len(head)) + b"}"   # JSON whitespace up to the size
+    assert len(data) == size
+
+    op = run_job(reco, container, data, prefix=f"limit{size}")
+
+    assert op["status"] == status, op["message"]
+
+
 def test_malformed_json_fails_the_job(reco, container):
     op = run_job(reco, container, b'{"requests": [ {"SeedItems": ')
 
