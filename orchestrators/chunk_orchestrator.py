@@ -83,6 +83,8 @@ def _poll(run: ChunkRun) -> Gen:
         except Exception as exc:
             code, sentence = reason(exc)
             if code != errors.UPSTREAM_UNAVAILABLE:
+                # The job may still run and hold the subscription's one job slot.
+                yield from _cancel_upstream(run)
                 return run.result(FAILED, sentence, code=code)
             state = {}  # transient: poll again until the deadline
         status = state.get("status")

@@ -246,3 +246,16 @@ def test_submit_unavailable_for_good_fails_with_upstream_unavailable(chunk_run):
 
     assert run.names().count("submit_chunk") == 4
     assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamUnavailable"
+
+
+def test_check_failing_for_good_cancels_the_job_it_gives_up_on(chunk_run):
+    # The job may still run upstream; left alone it would hold the subscription's one job slot.
+    run = chunk_run()
+    broken = (FAIL, "Activity function 'check_operation' failed: UpstreamRejected: the service "
+                    "answered 404 for operation op-1.")
+
+    drive(run, chunk_responder(checks=[RUNNING, broken]))
+
+    assert run.names()[-2:] == ["check_operation", "cancel_operation"]
+    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1"}
+    assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamRejected"
