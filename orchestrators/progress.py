@@ -43,13 +43,14 @@ class Progress:
 
 
 def run_code(results: list[dict], cancelled: bool) -> str | None:
-    """The run's error code from its chunk results, or None when every chunk succeeded."""
-    if cancelled:
-        return errors.CANCELLED
+    """The run's error code from its chunk results, or None when every chunk succeeded
+    (also when a cancel came too late to stop any of them: the results are complete)."""
     codes = [r.get("code") or errors.UPSTREAM_JOB_FAILED
              for r in results if r["status"] != "Succeeded"]
     if not codes:
         return None
+    if cancelled:
+        return errors.CANCELLED
     return next((c for c in _CODE_PRIORITY if c in codes), codes[0])
 
 

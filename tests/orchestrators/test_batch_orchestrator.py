@@ -254,3 +254,20 @@ def test_cancel_raised_before_the_fan_out_starts_no_more_than_the_first_window(b
     assert run.names().count("chunk_orchestrator") == 2
     assert marker_of(run)["marker"]["code"] == "Cancelled"
     assert run.output["status"] == "Failed" and run.output["code"] == "Cancelled"
+
+
+def test_cancel_arriving_as_the_last_chunk_succeeds_keeps_the_run_succeeded(batch_run):
+    # Every chunk succeeded: the results are complete, so the run is not "not all succeeded".
+    run = batch_run(maxConcurrentJobs=1)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(1))
+    run.episode()
+    (chunk,) = run.waiting("suborchestration")
+    run.raise_event("cancel")
+    run.complete(chunk, chunk_done(chunk))
+    run.episode()
+
+    drive(run, batch_responder(1))
+
+    assert marker_of(run)["kind"] == "success"
+    assert run.output["status"] == "Succeeded" and run.output["code"] is None
