@@ -20,7 +20,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 from azure.core.exceptions import (
@@ -340,12 +340,6 @@ def _short(exc: Exception) -> str:
     # URLs may carry a SAS, so any query string is cut.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return first.split("?", 1)[0][:200]
-
-
-def stream_lines(stream: IO[bytes]) -> Any:
-    """Iterate over the lines of a binary stream, decoded as UTF-8."""
-    for line in stream:
-        yield line.decode("utf-8")
 
 
 def delete_if_exists(blob: BlobClient) -> None:
