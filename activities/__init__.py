@@ -20,19 +20,7 @@ from activities.submit_chunk import submit_chunk
 from activities.verify_output import verify_output
 from activities.write_marker import write_marker
 
-# The activity names (the function names), for callers that need strings.
-PREPARE_BATCH = "prepare_batch"
-SUBMIT_CHUNK = "submit_chunk"
-CHECK_OPERATION = "check_operation"
-VERIFY_OUTPUT = "verify_output"
-CANCEL_OPERATION = "cancel_operation"
-IS_CANCEL_REQUESTED = "is_cancel_requested"
-MERGE_RESULTS = "merge_results"
-WRITE_MARKER = "write_marker"
-
 __all__ = [
     "bp", "prepare_batch", "submit_chunk", "check_operation", "verify_output",
     "cancel_operation", "is_cancel_requested", "merge_results", "write_marker",
-    "PREPARE_BATCH", "SUBMIT_CHUNK", "CHECK_OPERATION", "VERIFY_OUTPUT", "CANCEL_OPERATION",
-    "IS_CANCEL_REQUESTED", "MERGE_RESULTS", "WRITE_MARKER",
 ]
