@@ -4,11 +4,14 @@ With ``--timer-scale 60`` a one-hour durable timer fires after one wall minute. 
 timer delays is not enough: the orchestrator reads the time from ``OrchestratorStarted`` and a
 monitor loop that computes a deadline from ``context.current_utc_datetime`` would never reach
 it. So every timestamp the durable host hands out comes from this virtual clock, which never
-goes backwards, also across restarts (the last value handed out is stored).
+goes backwards, also across restarts: it starts from the latest time it handed out, which is
+the clock stored by the last episode, an instance's timestamps, or the timestamp of an event
+(a fired timer, an activity completion) still waiting in an inbox.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -25,8 +28,7 @@ class Clock:
             raise ValueError("--timer-scale must be > 0")
         self.scale = scale
         self._wall_anchor = time.time()
-        last = float(store.get_meta("clock", "0") or 0)
-        self._anchor = max(self._wall_anchor, last)
+        self._anchor = max(self._wall_anchor, _latest_handed_out(store))
 
     def now(self) -> float:
         return self._anchor + (time.time() - self._wall_anchor) * self.scale
@@ -34,6 +36,18 @@ class Clock:
     def wall_delay(self, due: float) -> float:
         """Wall seconds until the virtual time ``due``."""
         return max(0.0, (due - self.now()) / self.scale)
+
+
+def _latest_handed_out(store: Store) -> float:
+    """The latest orchestration time a previous run recorded anywhere in the store."""
+    latest = float(store.get_meta("clock", "0") or 0)
+    row = store.query("SELECT MAX(MAX(created), MAX(updated)) AS t FROM instances")[0]
+    latest = max(latest, float(row["t"] or 0))
+    for event in store.query("SELECT event FROM inbox"):
+        stamp = json.loads(event["event"]).get("Timestamp")
+        if stamp:
+            latest = max(latest, parse_iso(stamp))
+    return latest
 
 
 def iso(ts: float) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from devhost.blobtrigger import BlobPath, quoted
 from devhost.durable import events as ev
 from devhost.durable.client_api import _json_text
+from devhost.durable.clock import Clock, iso
 from devhost.durable.episode import _diverges, _retry_delay_ms
+from devhost.durable.store import Store, post_event
 from devhost.http import route_path
 
 
@@ -93,3 +96,16 @@ def test_fast_timestamps_give_the_same_instant_as_dateutil() -> None:
 
     assert event.timestamp == parse(stamp) and event.timestamp.utcoffset().total_seconds() == 0
     assert fastparse._parse("Nov 28 2026 16:00 UTC") == parse("Nov 28 2026 16:00 UTC")
+
+
+def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tmp_path) -> None:
+    # A timer fired (or an activity completed) on a fast clock, then the host died before the
+    # instance's next episode stored the clock: the restarted clock must not go back before it.
+    store = Store(tmp_path / "devhost.db")
+    ahead = time.time() + 3600
+    with store.tx() as db:
+        post_event(db, "i1", 0, ev.event(ev.TIMER_FIRED, ahead, TimerId=0, FireAt=iso(ahead)))
+
+    clock = Clock(store, scale=1.0)
+
+    assert clock.now() >= ahead
