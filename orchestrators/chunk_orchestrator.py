@@ -56,7 +56,8 @@ def _submit(run: ChunkRun) -> Gen:
             run.operation_id = answer["operationId"]
             run.log(f"submitted as operation {run.operation_id}")
             return None
-        retry_after = float(answer.get("retryAfterSeconds") or run.poll_initial)
+        retry_after = answer.get("retryAfterSeconds")
+        retry_after = run.poll_initial if retry_after is None else float(retry_after)
         run.log(f"service busy, retrying in {retry_after:g}s")
         yield from run.wait(min(max(retry_after, 1.0), run.poll_max))
 

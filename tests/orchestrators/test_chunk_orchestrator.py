@@ -259,3 +259,14 @@ def test_check_failing_for_good_cancels_the_job_it_gives_up_on(chunk_run):
     assert run.names()[-2:] == ["check_operation", "cancel_operation"]
     assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1"}
     assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamRejected"
+
+
+def test_busy_retry_after_zero_waits_one_second_not_poll_initial(chunk_run):
+    run = chunk_run(pollInitial=5)
+    respond = chunk_responder(submit=[
+        {"accepted": False, "retryAfterSeconds": 0, "reason": "busy"},
+        {"accepted": True, "operationId": "op-1", "batchId": "b"}])
+
+    drive(run, respond)
+
+    assert timer_offsets(run)[0] == 1.0
