@@ -119,6 +119,10 @@ def parse_job(body: Any) -> JobSpec:
         raise ValueError("job.modelId is missing")
     build_id = job.get("buildId")
     if build_id is not None:
+        # int() would turn true into 1 and 1.5 into 1: a build the caller did not name.
+        if isinstance(build_id, bool) or (isinstance(build_id, float)
+                                          and not build_id.is_integer()):
+            raise ValueError("job.buildId must be an integer")
         try:
             build_id = int(build_id)
         except (TypeError, ValueError):

@@ -237,6 +237,8 @@ def test_missing_input_blob_fails_without_leaking_the_sas_token(reco, container)
     (lambda b: b["job"].update(numberOfResults=0), "job.numberOfResults"),
     (lambda b: b["job"].update(numberOfResults=101), "job.numberOfResults"),
     (lambda b: b["input"].pop("relativeLocation"), "input.relativeLocation"),
+    (lambda b: b["job"].update(buildId=1000001.5), "job.buildId"),
+    (lambda b: b["job"].update(buildId=True), "job.buildId"),
 ])
 def test_invalid_submit_is_400_naming_the_field(reco, container, mutate, field):
     body = job_body(reco, container)
