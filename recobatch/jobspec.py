@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -111,8 +112,9 @@ def _include_metadata(key: str, value: Any) -> bool:
 
 
 def _minimal_score(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"job.{key} must be a number.")
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise InputError(f"job.{key} must be a finite number.")
     return float(value)
 
 

@@ -7,6 +7,7 @@ Missing or invalid values raise :class:`~recobatch.errors.ConfigurationError` na
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ def _parse(env: Mapping[str, str], name: str, kind: Callable[[str], Any], what: 
         value = kind(raw)
     except ValueError:
         value = None
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None  # inf overflows the orchestrators' clock; NaN is not JSON
     if value is None or not check(value):
         # The value is shown: none of the numeric/bool settings is a secret.
         raise ConfigurationError(f"the app setting {name} must be {what}, got {raw!r}.")

@@ -96,3 +96,15 @@ def test_settings_table_names_every_setting_once_with_defaults_matching_the_data
     assert int(defaults["BATCH_MAX_JOB_BYTES"]) == settings.max_job_bytes == \
         Settings.__dataclass_fields__["max_job_bytes"].default
     assert float(defaults["POLL_MAX_SECONDS"]) == settings.poll_max_seconds
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("POLL_MAX_SECONDS", "inf"), ("JOB_TIMEOUT_MINUTES", "infinity"),
+    ("POLL_INITIAL_SECONDS", "inf"), ("RECO_MINIMAL_SCORE", "nan"),
+])
+def test_a_non_finite_number_is_refused_naming_the_setting(name, value):
+    # inf would overflow the orchestrators' timedelta; NaN is not JSON the service accepts.
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**BASE, name: value})
+
+    assert name in caught.value.message

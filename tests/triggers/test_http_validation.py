@@ -122,3 +122,11 @@ def test_get_with_an_id_we_never_issue_is_404(bad_id):
     assert error_of(resp)["code"] == "NotFound"
 
 
+
+
+def test_non_finite_minimal_score_is_400(settings_env):
+    # Python's json accepts NaN/Infinity; the service and the saved file must never see them.
+    resp = post(b'{"input": {"requests": [{"SeedItems": ["a"]}]}, "job": {"minimalScore": NaN}}')
+
+    assert resp.status_code == 400
+    assert "job.minimalScore" in error_of(resp)["message"]
