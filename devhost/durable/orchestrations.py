@@ -149,12 +149,25 @@ class Engine:
                 self._episode(instance_id)
             except Exception as exc:  # a devhost bug must not spin on, or starve, the others
                 log.exception("episode of %s failed inside devhost", instance_id)
-                with self.store.tx() as db:
-                    db.execute("UPDATE instances SET status='Failed', output=?, error=? WHERE id=?",
-                               (json.dumps(f"devhost internal error: {exc}"), str(exc),
-                                instance_id))
-                    db.execute("DELETE FROM inbox WHERE instance_id=?", (instance_id,))
+                self._fail_inside(instance_id, exc)
         return bool(ready)
+
+    def _fail_inside(self, instance_id: str, exc: Exception) -> None:
+        """End an instance whose episode devhost itself could not run, as a failure.
+
+        Its pending work goes, and its parent hears of it (else the parent would wait forever).
+        """
+        message = f"devhost internal error: {exc}"
+        with self.store.tx() as db:
+            inst = db.execute("SELECT * FROM instances WHERE id=?", (instance_id,)).fetchone()
+            if inst is None or inst["status"] in TERMINAL:  # its end is recorded already
+                db.execute("DELETE FROM inbox WHERE instance_id=?", (instance_id,))
+                return
+            db.execute("UPDATE instances SET status='Failed', output=?, error=?, updated=?"
+                       " WHERE id=?", (json.dumps(message), message, self.clock.now(),
+                                       instance_id))
+            clear_instance(db, instance_id, keep_history=True)
+            self._notify_parent(db, inst, failed=message, output=None)
 
     def _episode(self, instance_id: str) -> None:
         inst = self.store.instance(instance_id)

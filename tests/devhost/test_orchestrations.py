@@ -118,6 +118,17 @@ def test_sub_orchestrations_complete_and_failures_reach_the_parent(devhost: DevH
     assert devhost.status(f"{instance}:2").json()["runtimeStatus"] == "Failed"
 
 
+def test_a_child_failing_inside_devhost_fails_into_its_parent(devhost: DevHost) -> None:
+    instance = devhost.start("parent_of_broken")
+
+    body = devhost.wait(instance)
+
+    child = devhost.status(f"{instance}-child").json()
+    assert child["runtimeStatus"] == "Failed"
+    assert body["runtimeStatus"] == "Completed", body
+    assert "devhost internal error" in body["output"]
+
+
 def test_continue_as_new_restarts_with_new_input(devhost: DevHost) -> None:
     instance = devhost.start("counter", {"n": 0, "seen": []})
 

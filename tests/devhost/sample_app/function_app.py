@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.durable_functions as df
@@ -129,6 +129,21 @@ def parent(context: df.DurableOrchestrationContext):
 def always_fails(context: df.DurableOrchestrationContext):
     yield context.call_activity(hello, "doomed")
     raise ValueError("child gave up")
+
+
+@app.orchestration_trigger(context_name="context")
+def parent_of_broken(context: df.DurableOrchestrationContext):
+    try:
+        yield context.call_sub_orchestrator(bad_timer, None, f"{context.instance_id}-child")
+    except Exception as exc:
+        return str(exc)
+    return "no failure"
+
+
+@app.orchestration_trigger(context_name="context")
+def bad_timer(context: df.DurableOrchestrationContext):
+    # strftime writes year 5 as "5-01-01T...", no ISO timestamp: devhost fails the episode itself
+    yield context.create_timer(datetime(5, 1, 1, tzinfo=UTC))
 
 
 @app.orchestration_trigger(context_name="context")
