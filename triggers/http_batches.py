@@ -100,12 +100,15 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         job = batch.job
     container = settings.input_container
     instance_id = naming.instance_id(container, name, etag)
+    conflict = HttpError(409, "Conflict", f"run {instance_id} for this blob version exists "
+                         "already; job overrides only apply to a new run (post the requests "
+                         "inline, or upload the file with a top-level \"job\").")
     if job and await exists(client, instance_id):
-        raise HttpError(409, "Conflict", f"run {instance_id} for this blob version exists "
-                        "already; job overrides only apply to a new run (post the requests "
-                        "inline, or upload the file with a top-level \"job\").")
+        raise conflict
     started = await start_once(client, instance_id,
                                run_input(container, name, etag, size, job, settings))
+    if job and not started:
+        raise conflict  # another starter (the blob trigger) won the race: overrides not applied
     check = client.create_check_status_response(req, instance_id)
     body = json.loads(check.get_body())
     body.update(instanceId=instance_id, started=started,
