@@ -9,9 +9,9 @@ logged), a message like the host's goes to queue ``webjobs-blobtrigger-poison`` 
 and it is never retried.
 
 The function gets an ``azure.functions.InputStream`` as the worker builds it from the host's
-trigger metadata: ``name`` = ``"container/blob"``, ``uri``, ``length``, ``blob_properties``
-(``ETag`` quoted as in HTTP, ``ContentLength``, ``ContentType``, ``LastModified``,
-``ContentMD5``, ``BlobType``) and ``metadata``.
+trigger metadata: ``name`` = ``"container/blob"``, ``uri`` (no SAS token), ``length``,
+``blob_properties`` (``ETag`` quoted as in HTTP, ``ContentLength``, ``ContentType``,
+``LastModified``, ``ContentMD5``, ``BlobType``) and ``metadata``.
 """
 
 from __future__ import annotations
@@ -185,8 +185,9 @@ class BlobTrigger:
             "BlobType": "BlockBlob",
         }
         # the worker's concrete class (func.InputStream is its abstract base)
+        # client.url carries the connection's SAS token, if any; the host's Uri never does
         return InputStream(data=data, name=f"{self.path.container}/{blob.name}",
-                           uri=client.url, length=props.size,
+                           uri=client.url.split("?", 1)[0], length=props.size,
                                    blob_properties=properties, metadata=dict(props.metadata or {}))
 
 

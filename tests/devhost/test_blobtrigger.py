@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import (
+    AccountSasPermissions,
+    BlobServiceClient,
+    ResourceTypes,
+    generate_account_sas,
+)
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from devhost_testkit import DevHost
 
@@ -79,3 +85,21 @@ def test_poison_after_five_failed_attempts(devhost_factory, container,
             "BlobType": "BlockBlob", "ContainerName": container.container_name,
             "BlobName": "in/poison.json", "ETag": container.get_blob_client(
                 "in/poison.json").get_blob_properties().etag} in messages
+
+
+def test_uri_has_no_sas_token_with_a_sas_connection(devhost_factory, container,
+                                                    blob_service: BlobServiceClient) -> None:
+    cred = blob_service.credential
+    sas = generate_account_sas(
+        cred.account_name, cred.account_key, ResourceTypes(service=True, container=True,
+                                                           object=True),
+        AccountSasPermissions(read=True, list=True), datetime.now(UTC) + timedelta(hours=1))
+    connection = f"BlobEndpoint={blob_service.url.rstrip('/')};SharedAccessSignature={sas}"
+    host = devhost_factory(container=container.container_name,
+                           extra_env={"SampleStorage": connection})
+    container.upload_blob("in/sas.json", b"{}")
+
+    fire = _wait_fires(host, 1)[0]
+
+    assert fire["data"] == "{}"   # the trigger really read the blob with the SAS
+    assert fire["uri"] == f"{container.url}/in/sas.json"
