@@ -30,7 +30,6 @@ from typing import Any
 
 RESTART_MESSAGE = "the service restarted while this operation was running"
 ACTIVE_STATUSES = ("NotStarted", "Running", "Cancelling")
-TERMINAL_STATUSES = ("Succeeded", "Failed", "Cancelled")
 
 log = logging.getLogger("recoservice")
 
