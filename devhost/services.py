@@ -154,14 +154,14 @@ def start_recoservice(workdir: Path, keys: list[str], demo: bool = True,
     port = port or free_port()
     cmd = [sys.executable, "-m", "recoservice", "serve", "--host", "127.0.0.1",
            "--port", str(port), "--state-dir", str(workdir / "state")]
-    for key in keys:
-        cmd += ["--key", key]
     if demo:
         cmd.append("--demo")
     if faults is not None:
         cmd += ["--faults", str(faults)]
     cmd += extra_args or []
-    svc = _spawn("recoservice", cmd, workdir, port=port)
+    # Keys travel in the environment, not on the command line (where `ps` would show them).
+    env = {**os.environ, "RECOSERVICE_KEYS": ",".join(keys)}
+    svc = _spawn("recoservice", cmd, workdir, env=env, port=port)
     base = f"http://127.0.0.1:{port}/recommendations/v4.0"
     wait_for_http(f"http://127.0.0.1:{port}/openapi.json", svc.proc, 120, svc.log)
     svc.extra["base_url"] = base
