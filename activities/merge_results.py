@@ -1,9 +1,11 @@
 """Activity ``merge_results``: merge chunk outputs into ``results.json`` and ``errors.txt``.
 
-Input ``{instanceId, inputName, chunks: [{name, status}]}`` (chunks in order; only
-``Succeeded`` ones contribute results, the others give "not scored" error lines); output
+Input ``{instanceId, container, inputName, etag, chunks: [{name, status}]}`` (chunks in order;
+only ``Succeeded`` ones contribute results, the others give "not scored" error lines); output
 ``{results: {name, size, md5}, errors: {name, size, md5}, counts: {results, errors}}``.
-Both blobs are written in 4 MiB blocks; one chunk output is in memory at a time.
+Both blobs are written in 4 MiB blocks; one chunk output is in memory at a time. The blocks
+are committed only while ``container/inputName`` still has ``etag``: a newer upload owns the
+output folder, so a superseded run raises ``Superseded`` and leaves the folder untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def run(payload: dict) -> dict:
     """Do the work of ``merge_results`` (plain, no Functions host needed)."""
     instance = required(payload, NAME, "instanceId")
     input_name = required(payload, NAME, "inputName")
+    input_container = required(payload, NAME, "container")
+    etag = required(payload, NAME, "etag")
     chunks = required(payload, NAME, "chunks", list)
     settings = get_settings()
     service = storage.service_client(settings)
@@ -69,7 +73,16 @@ def run(payload: dict) -> dict:
     results_out = storage.BlobWriter(out.get_blob_client(results_name), "application/json")
     errors_out = storage.BlobWriter(out.get_blob_client(errors_name),
                                     "text/plain; charset=utf-8")
-    counts = merge_outputs(outputs(), rejected(), results_out, errors_out)
+    try:
+        counts = merge_outputs(outputs(), rejected(), results_out, errors_out)
+        # Staged blocks are invisible until committed: check just before the commit, the
+        # latest moment a newer upload can still be seen.
+        storage.ensure_current(
+            service.get_container_client(input_container).get_blob_client(input_name), etag)
+    except BaseException:
+        results_out.abort()
+        errors_out.abort()
+        raise
     results_out.close()
     errors_out.close()
     return {"results": {"name": results_name, "size": results_out.size,

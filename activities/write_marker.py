@@ -1,7 +1,10 @@
 """Activity ``write_marker``: write ``_SUCCESS`` or ``_FAILED`` last in the output folder.
 
-Input ``{kind: "success"|"failed", inputName, marker: {...}}`` (see ``recobatch.markers`` for
-the builders); output ``{name}``.
+Input ``{kind: "success"|"failed", container, inputName, etag, marker: {...}}`` (see
+``recobatch.markers`` for the builders); output ``{name}``. Nothing is written unless
+``container/inputName`` still has ``etag``: a run superseded by a newer upload of the same blob
+(or whose blob was deleted) raises ``Superseded``, so it can neither replace nor remove the
+newer run's marker.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ def run(payload: dict) -> dict:
     if kind not in markers.KINDS:
         raise InputError(f"{NAME}: kind must be one of {', '.join(markers.KINDS)}.")
     input_name = required(payload, NAME, "inputName")
+    input_container = required(payload, NAME, "container")
+    etag = required(payload, NAME, "etag")
     marker = required(payload, NAME, "marker", dict)
     settings = get_settings()
-    out = storage.ensure_container(storage.service_client(settings), settings.output_container)
+    service = storage.service_client(settings)
+    storage.ensure_current(
+        service.get_container_client(input_container).get_blob_client(input_name), etag)
+    out = storage.ensure_container(service, settings.output_container)
     return {"name": markers.write_marker(out, kind, input_name, marker)}
 
 

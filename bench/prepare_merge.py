@@ -103,6 +103,14 @@ def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None
     from activities.merge_results import run as merge_results
     from activities.prepare_batch import run as prepare_batch
 
+    etag = None
+    if phase == "merge":
+        # merge_results commits only for the current input version: read it before timing.
+        from recobatch import storage
+
+        blob = storage.service_client().get_container_client(INPUT_CONTAINER).get_blob_client(
+            name)
+        etag = str(blob.get_blob_properties().etag).strip('"')
     baseline = peak_rss_mb()
     start = time.perf_counter()
     cpu_start = time.process_time()
@@ -111,7 +119,8 @@ def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None
                                 "name": name})
     else:
         chunks = json.loads(Path(str(chunks_file)).read_text())
-        result = merge_results({"instanceId": instance, "inputName": name,
+        result = merge_results({"instanceId": instance, "container": INPUT_CONTAINER,
+                                "inputName": name, "etag": etag,
                                 "chunks": [{"name": c["name"], "status": "Succeeded"}
                                            for c in chunks]})
     seconds = time.perf_counter() - start

@@ -5,6 +5,11 @@ pollMaxSeconds, timeoutMinutes, outputContainer}}`` (the starter reads the app s
 generator never touches the environment). Steps: ``prepare_batch`` → one ``chunk_orchestrator``
 per chunk, at most ``maxConcurrentJobs`` in flight, raced against the ``cancel`` event →
 ``merge_results`` (partial results too) → ``write_marker`` last. Returns a small summary.
+
+The output folder is named after the input blob, so a newer upload of the same blob (its own
+run) owns it: ``merge_results`` and ``write_marker`` check the input's ETag and raise
+``Superseded`` for a replaced or deleted blob; the run then writes nothing more and completes
+with status ``Superseded`` (not a failure of its own work).
 """
 
 from __future__ import annotations
@@ -33,10 +38,28 @@ def _log(context: df.DurableOrchestrationContext, text: str) -> None:
         logging.info("%s %s", context.instance_id, text)
 
 
+def _input_version(args: dict) -> dict:
+    """Which input blob version the run belongs to (output activities refuse a stale one)."""
+    return {"container": args["container"], "inputName": args["name"], "etag": args.get("etag")}
+
+
 def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) -> Any:
     """Schedule ``write_marker`` with a document from :mod:`recobatch.markers` (ids, counts)."""
-    return context.call_activity(write_marker, {"kind": document["kind"],
-                                                "inputName": args["name"], "marker": document})
+    return context.call_activity(write_marker, {"kind": document["kind"], **_input_version(args),
+                                                "marker": document})
+
+
+def _superseded(context: df.DurableOrchestrationContext, progress: Progress,
+                sentence: str) -> dict:
+    """Complete without writing: a newer upload of the same blob owns the output folder."""
+    _log(context, f"superseded by a newer upload, nothing written: {sentence}")
+    progress.phase = "superseded"
+    status = progress.status()
+    status["message"] = "superseded by a newer upload of the same blob; nothing was written."
+    context.set_custom_status(status)
+    return {"instanceId": context.instance_id, "status": "Superseded",
+            "code": errors.SUPERSEDED, "message": sentence, "requests": progress.requests,
+            "chunks": status["chunks"], "output": progress.output}
 
 
 def _failed(context: df.DurableOrchestrationContext, args: dict, started: datetime, code: str,
@@ -82,7 +105,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     context.set_custom_status(progress.status())
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield context.call_activity(merge_results, {
-        "instanceId": context.instance_id, "inputName": args["name"],
+        "instanceId": context.instance_id, **_input_version(args),
         "chunks": [{"name": r["chunk"], "status": r["status"]} for r in ordered]})
 
     code = run_code(ordered, cancelled)
@@ -118,8 +141,10 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     try:
         return (yield from _run(context, args, progress, started))
     except Exception as exc:
-        # Whatever broke, leave a _FAILED marker so nobody waits on a run that is gone.
         code, sentence = reason(exc)
+        if code == errors.SUPERSEDED:
+            return _superseded(context, progress, sentence)
+        # Whatever broke, leave a _FAILED marker so nobody waits on a run that is gone.
         _log(context, f"failed unexpectedly: {code}")
         progress.phase = "failed"
         context.set_custom_status(progress.status())

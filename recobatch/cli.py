@@ -2,10 +2,12 @@
 
 The command uploads FILE to the input container (the blob trigger starts the run), then, with
 ``--wait``, shows chunk progress from the work container until the run's marker appears and
-prints it. It talks to storage only, so it works the same against Azurite (``make run``) and
-Azure. Settings come from the ``Values`` of a local.settings.json (``--settings``; by default
-``local.settings.json`` if present, else ``.run/local.settings.json`` written by ``make run``),
-overridden by environment variables.
+prints it (exit 0 ``_SUCCESS``, 1 ``_FAILED``, 2 timed out, 3 the file was uploaded again or
+deleted meanwhile: that run is superseded and writes no marker). It talks to storage only,
+so it works the same against Azurite (``make run``) and Azure. Settings come from the
+``Values`` of a local.settings.json (``--settings``; by default ``local.settings.json`` if
+present, else ``.run/local.settings.json`` written by ``make run``), overridden by environment
+variables.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recobatch import naming
-from recobatch.errors import RecobatchError
+from recobatch.errors import RecobatchError, SupersededError
 from recobatch.settings import Settings, load_settings
-from recobatch.storage import download_bytes, ensure_container, service_client
+from recobatch.storage import download_bytes, ensure_container, ensure_current, service_client
 
 DEFAULT_SETTINGS = (Path("local.settings.json"), Path(".run/local.settings.json"))
 
@@ -76,6 +78,13 @@ def submit(path: Path, settings: Settings, name: str | None = None, wait: bool =
             out.write(f"\n{settings.output_container}/{marker_blob}:\n")
             out.write(json.dumps(marker, indent=2) + "\n")
             return 0 if marker.get("kind") == "success" else 1
+        try:
+            ensure_current(inputs.get_blob_client(blob_name), etag)
+        except SupersededError as exc:
+            # A superseded run writes no marker: waiting on would only run into the timeout.
+            out.write(f"\n{exc.message}\nthis run writes nothing; the newer upload's run owns "
+                      f"{settings.output_container}/{naming.output_prefix(blob_name)}\n")
+            return 3
         total, done = _progress(work, instance)
         out.write(f"\r  chunks {done}/{total or '?'}")
         out.flush()

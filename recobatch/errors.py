@@ -10,6 +10,7 @@
     ├── OutputInvalidError              OutputInvalid        the job's output blob is not usable
     ├── JobTimedOutError                JobTimedOut          a job outlived JOB_TIMEOUT_MINUTES
     ├── CancelledError                  Cancelled            the run was cancelled
+    ├── SupersededError                 Superseded           a newer upload replaced the input
     └── UpstreamError                   (status, error_code, operation_id)
         ├── UpstreamRejected            UpstreamRejected     401/403/400/404: retrying won't help
         ├── TransientError              UpstreamUnavailable  5xx, timeout, connection error
@@ -34,13 +35,14 @@ UPSTREAM_JOB_FAILED = "UpstreamJobFailed"
 OUTPUT_INVALID = "OutputInvalid"
 JOB_TIMED_OUT = "JobTimedOut"
 CANCELLED = "Cancelled"
+SUPERSEDED = "Superseded"
 STORAGE_ERROR = "StorageError"
 # Not a designed failure: any exception that is not a RecobatchError (a bug).
 INTERNAL_ERROR = "InternalError"
 
 CODES: tuple[str, ...] = (
     INVALID_INPUT, INPUT_TOO_LARGE, UPSTREAM_REJECTED, UPSTREAM_UNAVAILABLE, UPSTREAM_JOB_FAILED,
-    OUTPUT_INVALID, JOB_TIMED_OUT, CANCELLED, CONFIGURATION_ERROR, STORAGE_ERROR,
+    OUTPUT_INVALID, JOB_TIMED_OUT, CANCELLED, CONFIGURATION_ERROR, STORAGE_ERROR, SUPERSEDED,
 )
 
 # Longest first so "InputTooLarge" is never read as a shorter code; the code may be preceded by
@@ -107,6 +109,15 @@ class CancelledError(RecobatchError):
     """The run was cancelled on request."""
 
     code = CANCELLED
+
+
+class SupersededError(RecobatchError):
+    """The run's input blob was replaced by a newer upload (or deleted): it must not write.
+
+    Raised before anything is written to the output folder, which the newer upload's run owns.
+    """
+
+    code = SUPERSEDED
 
 
 class UpstreamError(RecobatchError):

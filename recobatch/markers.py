@@ -3,6 +3,10 @@
 A reader waits for a marker, never for ``results.json``: the marker is written after the data,
 so its presence means the data is complete (``_SUCCESS``) or final (``_FAILED``, partial results
 kept). Exactly one marker is left: writing one removes a stale marker of the other kind.
+That removal is safe only because the caller (activity ``write_marker``) first confirmed that
+the run's input blob still has the run's ETag: the other marker is then this run's own or an
+older upload's, never a newer upload's (a superseded run raises ``Superseded`` and writes
+nothing, see :func:`recobatch.storage.ensure_current`).
 
 The builders are pure (orchestrators may call them); :func:`write_marker` does the I/O.
 """
@@ -123,6 +127,9 @@ def marker_blob_name(kind: str, input_name: str) -> str:
 def write_marker(container: ContainerClient, kind: str, input_name: str,
                  marker: Mapping[str, Any], now: datetime | None = None) -> str:
     """Write the marker (after the data), remove a stale one of the other kind; return its name.
+
+    The caller must have checked that the run's input blob version is still current
+    (:func:`recobatch.storage.ensure_current`), so the other kind's marker is stale.
 
     Secrets (SAS query parameters, key fields) are scrubbed from the document first.
     """

@@ -39,7 +39,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from recobatch.errors import InputError, StorageError
+from recobatch.errors import InputError, StorageError, SupersededError
 from recobatch.settings import Settings, get_settings
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
@@ -233,6 +233,25 @@ def _if_match(etag: str | None) -> dict[str, Any]:
     return {"etag": f'"{etag.strip(chr(34))}"', "match_condition": MatchConditions.IfNotModified}
 
 
+def ensure_current(blob: BlobClient, etag: str) -> None:
+    """Raise :class:`SupersededError` unless ``blob`` still is the version ``etag`` names.
+
+    Called before a run writes to its output folder: that folder is named after the input
+    blob, so a newer upload of the same blob (a new ETag, a new run) or a deleted blob hands
+    it over to that newer run. One ``get_blob_properties``; the blob is never modified.
+    """
+    try:
+        current = str(blob.get_blob_properties().etag).strip('"')
+    except ResourceNotFoundError:
+        raise SupersededError(f"input blob {blob.blob_name} was deleted; the run writes no "
+                              "output.") from None
+    except AzureError as exc:
+        raise StorageError(f"cannot read blob {blob.blob_name}: {_short(exc)}") from None
+    if current != etag.strip('"'):
+        raise SupersededError(f"input blob {blob.blob_name} was replaced by a newer upload; "
+                              "the newer upload's run owns the output folder.")
+
+
 def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
     """A buffered binary reader over a blob (``read``, ``readline``); see :class:`BlobReader`."""
     # BlobReader already holds one range; a small buffer only serves readline().
@@ -253,7 +272,7 @@ class BlobWriter(io.RawIOBase):
     """A write-only stream that uploads a block blob in 4 MiB blocks, computing size and MD5.
 
     The blob appears (replacing any old one) only at :meth:`close`, when the block list is
-    committed; memory holds at most one block.
+    committed; :meth:`abort` leaves it untouched. Memory holds at most one block.
     """
 
     def __init__(self, blob: BlobClient, content_type: str = "application/octet-stream") -> None:
@@ -292,7 +311,14 @@ class BlobWriter(io.RawIOBase):
         """Base64 MD5 of everything written (the form Azure shows as Content-MD5)."""
         return base64.b64encode(self._md5.digest()).decode()
 
+    def abort(self) -> None:
+        """Close without committing: the blob stays as it was (staged blocks are dropped)."""
+        self._buffer.clear()
+        super().close()
+
     def close(self) -> None:
+        # IOBase.__del__ calls close(): a writer abandoned by an exception must be aborted
+        # first, or collecting it would commit a partial blob.
         if self.closed:
             return
         if self._buffer or not self._blocks:

@@ -101,7 +101,9 @@ def test_full_chunk_round_trip_merges_results_and_errors_in_input_order(containe
         assert verified == {"present": True, "valid": True, "results": chunk["requests"],
                             "message": ""}
 
-    merged = merge_results({"instanceId": "rb-full", "inputName": "jobs/run.jsonl",
+    merged = merge_results({"instanceId": "rb-full",
+                            "container": containers["input"].container_name,
+                            "inputName": "jobs/run.jsonl", "etag": prep["etag"],
                             "chunks": [{"name": c["name"], "status": "Succeeded"}
                                        for c in prep["chunks"]]})
 

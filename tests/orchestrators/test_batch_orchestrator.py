@@ -112,7 +112,8 @@ def test_merge_comes_after_all_chunks_and_the_success_marker_last(batch_run):
     assert names[-2:] == ["merge_results", "write_marker"]
     assert names.count("chunk_orchestrator") == 5
     merge = json.loads(run.actions[-2]["input"])
-    assert merge == {"instanceId": RUN_ID, "inputName": "daily/requests.json",
+    assert merge == {"instanceId": RUN_ID, "container": "batch-input",
+                     "inputName": "daily/requests.json", "etag": "0x8DC0FFEE",
                      "chunks": [{"name": f"chunk-{n:05d}", "status": "Succeeded"}
                                 for n in range(1, 6)]}
     payload = marker_of(run)
@@ -212,6 +213,70 @@ def test_unexpected_failure_still_writes_failed_marker_then_fails(batch_run):
     assert payload["marker"]["message"] == "could not write results.json."
     assert "StorageError" in run.state["error"]
     assert run.custom_status["phase"] == "failed"
+
+
+def test_superseded_merge_writes_no_marker_and_completes_as_superseded(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return (FAIL, "Activity function 'merge_results' failed: Superseded: input blob "
+                          "daily/requests.json was replaced by a newer upload.\nTraceback ...")
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.done
+    assert run.names()[-1] == "merge_results"
+    assert "write_marker" not in run.names()
+    assert run.state.get("error") is None  # completed, not failed
+    assert run.output["status"] == "Superseded" and run.output["code"] == "Superseded"
+    assert run.output["message"] == ("input blob daily/requests.json was replaced by a newer "
+                                     "upload.")
+    assert run.custom_status["phase"] == "superseded"
+    assert "newer upload" in run.custom_status["message"]
+
+
+def test_superseded_marker_write_completes_as_superseded_without_failed_marker(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "write_marker":
+            return (FAIL, "Activity function 'write_marker' failed: Superseded: input blob "
+                          "daily/requests.json was deleted; the run writes no output.")
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names()[-2:] == ["merge_results", "write_marker"]
+    assert run.names().count("write_marker") == 1  # no _FAILED attempt after the refusal
+    assert run.state.get("error") is None
+    assert run.output["status"] == "Superseded"
+
+
+def test_refused_input_of_a_replaced_blob_completes_as_superseded(batch_run):
+    run = batch_run()
+
+    def respond(item, _run):
+        if item.name == "prepare_batch":
+            return (FAIL, "InvalidInput: blob daily/requests.json changed since the run started.")
+        return (FAIL, "Superseded: input blob daily/requests.json was replaced by a newer upload.")
+
+    drive(run, respond)
+
+    assert run.names() == ["prepare_batch", "write_marker"]
+    assert run.state.get("error") is None
+    assert run.output["status"] == "Superseded" and run.output["code"] == "Superseded"
+
+
+def test_marker_payload_names_the_input_blob_version(batch_run):
+    run = batch_run()
+
+    drive(run, batch_responder(2))
+
+    payload = marker_of(run)
+    assert (payload["container"], payload["inputName"], payload["etag"]) == (
+        "batch-input", "daily/requests.json", "0x8DC0FFEE")
 
 
 def test_chunks_finishing_out_of_order_each_start_once_in_order(batch_run):

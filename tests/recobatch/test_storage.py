@@ -12,6 +12,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient
 
 from recobatch import storage
+from recobatch.errors import SupersededError
 
 
 def _client(location: storage.BlobLocation) -> BlobClient:
@@ -110,3 +111,28 @@ def test_blob_reader_streams_lines_and_pins_the_etag(container):
     from recobatch.errors import InputError
     with pytest.raises(InputError):
         storage.open_reader(blob, etag)
+
+
+def test_ensure_current_passes_for_the_current_etag_only(container):
+    blob = container.get_blob_client("v/in.json")
+    old = str(blob.upload_blob(b"v1")["etag"])
+    new = str(blob.upload_blob(b"v2", overwrite=True)["etag"]).strip('"')
+
+    storage.ensure_current(blob, new)
+    with pytest.raises(SupersededError) as raised:
+        storage.ensure_current(blob, old)
+
+    assert str(raised.value).startswith("Superseded: input blob v/in.json was replaced")
+    assert blob.download_blob().readall() == b"v2"
+
+
+def test_aborted_blob_writer_leaves_the_blob_as_it_was(container):
+    blob = container.get_blob_client("v/out.json")
+    blob.upload_blob(b"kept")
+    writer = storage.BlobWriter(blob, "application/json")
+    writer.write(b"x" * (storage.BLOCK_SIZE + 10))  # one block staged, the rest buffered
+
+    writer.abort()
+    del writer
+
+    assert blob.download_blob().readall() == b"kept"
