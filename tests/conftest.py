@@ -117,3 +117,19 @@ def demo_items(recoservice: Reco) -> list[str]:
                         params={"$top": 300}, headers=recoservice.headers(), timeout=30)
     resp.raise_for_status()
     return [item["id"] for item in resp.json()["value"]]
+
+
+@pytest.fixture
+def use_app_env(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """Set the function app's settings in the environment, with the settings cache cleared
+    around the test. Call it with the settings to set; it returns them."""
+    from recobatch.settings import get_settings
+
+    def apply(env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        return env
+
+    yield apply
+    get_settings.cache_clear()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from recobatch.settings import get_settings
-
 
 @pytest.fixture
-def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
-            recoservice) -> Iterator[dict[str, str]]:
+def app_env(use_app_env, storage_connection_string: str, recoservice) -> dict[str, str]:
     """The function app's environment for one test, with private containers."""
     tag = uuid.uuid4().hex[:10]
     env = {
@@ -26,11 +23,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
         "BATCH_WORK_CONTAINER": f"work{tag}",
         "POLL_INITIAL_SECONDS": "2",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield env
-    get_settings.cache_clear()
+    return use_app_env(env)
 
 
 @pytest.fixture
@@ -46,9 +39,8 @@ def containers(app_env, blob_service):
 
 
 @pytest.fixture
-def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+def set_env(use_app_env) -> Callable[[str, str], None]:
     """Change one app setting mid-test (settings cache cleared)."""
     def change(name: str, value: str) -> None:
-        monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+        use_app_env({name: value})
     return change

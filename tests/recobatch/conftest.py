@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from recobatch.settings import Settings, get_settings, load_settings
+from recobatch.settings import Settings, load_settings
 
 
 @pytest.fixture
-def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
-            recoservice) -> Iterator[dict[str, str]]:
+def app_env(use_app_env, storage_connection_string: str, recoservice) -> dict[str, str]:
     """Environment of the function app for one test (settings cache cleared around it)."""
     env = {
         "AzureWebJobsStorage": storage_connection_string,
@@ -21,11 +18,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, storage_connection_string: str,
         "POLL_INITIAL_SECONDS": "1",
         "JOB_TIMEOUT_MINUTES": "30",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield env
-    get_settings.cache_clear()
+    return use_app_env(env)
 
 
 @pytest.fixture
