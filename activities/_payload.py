@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from azure.storage.blob import BlobClient, BlobServiceClient
+
 from recobatch.errors import InputError
 
 
@@ -23,3 +25,16 @@ def optional(payload: dict, activity: str, name: str, kind: type | tuple[type, .
     if value is not None and not isinstance(value, kind):
         raise InputError(f"{activity}: the payload field {name} is invalid.")
     return value
+
+
+def input_blob(payload: Any, activity: str,
+               service: BlobServiceClient) -> tuple[BlobClient, str, str]:
+    """The run's input blob, its name and the ETag of the version the run works on.
+
+    From the payload fields ``container``, ``inputName`` and ``etag``; activities that write to
+    the output folder pass them to :func:`recobatch.storage.ensure_current`.
+    """
+    container = required(payload, activity, "container")
+    name = required(payload, activity, "inputName")
+    etag = required(payload, activity, "etag")
+    return service.get_container_client(container).get_blob_client(name), name, etag

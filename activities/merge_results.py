@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from activities._payload import required
+from activities._payload import input_blob, required
 from activities.blueprint import bp
 from recobatch import naming, storage
 from recobatch.chunking import ChunkOutput, merge_outputs
@@ -26,12 +26,10 @@ NAME = "merge_results"
 def run(payload: dict) -> dict:
     """Do the work of ``merge_results`` (plain, no Functions host needed)."""
     instance = required(payload, NAME, "instanceId")
-    input_name = required(payload, NAME, "inputName")
-    input_container = required(payload, NAME, "container")
-    etag = required(payload, NAME, "etag")
     chunks = required(payload, NAME, "chunks", list)
     settings = get_settings()
     service = storage.service_client(settings)
+    source, input_name, etag = input_blob(payload, NAME, service)
     work = service.get_container_client(settings.work_container)
     out = storage.ensure_container(service, settings.output_container)
 
@@ -77,8 +75,7 @@ def run(payload: dict) -> dict:
         counts = merge_outputs(outputs(), rejected(), results_out, errors_out)
         # Staged blocks are invisible until committed: check just before the commit, the
         # latest moment a newer upload can still be seen.
-        storage.ensure_current(
-            service.get_container_client(input_container).get_blob_client(input_name), etag)
+        storage.ensure_current(source, etag)
     except BaseException:
         results_out.abort()
         errors_out.abort()

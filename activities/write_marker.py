@@ -9,7 +9,7 @@ newer run's marker.
 
 from __future__ import annotations
 
-from activities._payload import required
+from activities._payload import input_blob, required
 from activities.blueprint import bp
 from recobatch import markers, storage
 from recobatch.errors import InputError
@@ -23,14 +23,11 @@ def run(payload: dict) -> dict:
     kind = required(payload, NAME, "kind")
     if kind not in markers.KINDS:
         raise InputError(f"{NAME}: kind must be one of {', '.join(markers.KINDS)}.")
-    input_name = required(payload, NAME, "inputName")
-    input_container = required(payload, NAME, "container")
-    etag = required(payload, NAME, "etag")
     marker = required(payload, NAME, "marker", dict)
     settings = get_settings()
     service = storage.service_client(settings)
-    storage.ensure_current(
-        service.get_container_client(input_container).get_blob_client(input_name), etag)
+    source, input_name, etag = input_blob(payload, NAME, service)
+    storage.ensure_current(source, etag)
     out = storage.ensure_container(service, settings.output_container)
     return {"name": markers.write_marker(out, kind, input_name, marker)}
 
