@@ -133,3 +133,25 @@ def use_app_env(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
     yield apply
     get_settings.cache_clear()
+
+
+def sqlite_text(path: Path) -> str:
+    """Every value in every table of a SQLite file, as text (to look for leaked secrets)."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return "\n".join(
+            str(value)
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own test files
+            for value in row
+        )
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def dump_sqlite():
+    """:func:`sqlite_text` as a fixture (conftest modules are not imported by tests)."""
+    return sqlite_text

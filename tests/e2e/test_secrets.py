@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import pytest
 
@@ -15,7 +14,7 @@ SIGNATURE = re.compile(r"sig=(?!REDACTED)[^&\s'\"]+")
 
 
 def test_no_key_or_sas_token_in_history_status_markers_or_logs(app_factory, demo_items,
-                                                               recoservice):
+                                                               recoservice, dump_sqlite):
     app = app_factory()
     app.upload("secret.json", json.dumps({"requests": [{"SeedItems": demo_items[:3]}]}))
     marker, _ = app.wait_for_marker("secret")
@@ -23,14 +22,7 @@ def test_no_key_or_sas_token_in_history_status_markers_or_logs(app_factory, demo
     key = app.settings["RECO_SUBSCRIPTION_KEY"]
     account_key = app.settings["AzureWebJobsStorage"].split("AccountKey=")[1].split(";")[0]
 
-    db = sqlite3.connect(app.workdir / "state" / "devhost.db")
-    stored = "\n".join(
-        str(value)
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own test database
-        for value in row
-    )
-    db.close()
+    stored = dump_sqlite(app.workdir / "state" / "devhost.db")
     texts = {
         "devhost state": stored,
         "marker": app.read_output("secret/_SUCCESS").decode(),

@@ -108,20 +108,14 @@ def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservic
     assert rebuilt["result"]["buildId"] > build_id + 1
 
 
-def test_subscription_key_is_not_stored_in_the_state_database(recoservice_factory, tmp_path):
+def test_subscription_key_is_not_stored_in_the_state_database(recoservice_factory, tmp_path,
+                                                               dump_sqlite):
     workdir = tmp_path / "svc"
     reco = recoservice_factory(workdir, demo=False)
     url = _op_url(reco, _loaded_model(reco))
     reco.service.stop()
 
-    db = sqlite3.connect(workdir / "state" / "recoservice.db")
-    stored = "\n".join(
-        str(value)
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own test database
-        for value in row
-    )
-    db.close()
+    stored = dump_sqlite(workdir / "state" / "recoservice.db")
     again = recoservice_factory(workdir, demo=False)
     owner = requests.get(url.replace(reco.base_url, again.base_url), headers=again.headers(),
                          timeout=10)
