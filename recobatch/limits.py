@@ -1,0 +1,71 @@
+"""Limits on untrusted JSON, written down in one place.
+
+Every parser of outside input (the requests file, the ``"job"`` object, HTTP bodies, the chunk
+outputs the upstream writes) refuses past these limits in constant memory, with a message that
+says where. Messages built from outside text are bounded by :func:`bounded`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from recobatch.errors import InputError
+
+# Deepest nesting of arrays/objects accepted anywhere (a request is 3 deep; the job object 2).
+MAX_JSON_DEPTH = 32
+# Longest error message built from outside text; at most this many keys are named in one.
+MAX_MESSAGE_CHARS = 300
+MAX_KEYS_LISTED = 5
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis when cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def keys_listed(keys: Any, limit: int = MAX_KEYS_LISTED) -> str:
+    """At most ``limit`` keys, each clipped, as ``'a', 'b' and 3 more``."""
+    keys = list(keys)
+    shown = ", ".join(repr(bounded(str(k), 40)) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def value_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` is 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
+def loads_bounded(data: bytes | str, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a small JSON document (already size-capped by the caller) within the depth limit.
+
+    orjson parses iteratively and stops at depth 1024 by itself, so a deep document costs
+    neither stack nor memory; NaN and Infinity are not JSON and are refused by it.
+
+    Raises
+    ------
+    InputError
+        Naming ``where``, the depth or the parse problem (bounded text).
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise InputError(f"{where} is nested deeper than {max_depth} levels") from None
+        raise InputError(bounded(f"{where} is not valid JSON: {exc}")) from None
+    depth = value_depth(value)
+    if depth > max_depth:
+        raise InputError(f"{where} is nested {depth} levels deep; the limit is {max_depth}")
+    return value
