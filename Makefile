@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/recoservice_scoring.py
 	$(PY) bench/prepare_merge.py
 	$(PY) bench/orchestration_history.py
+	$(PY) bench/end_to_end.py
 
 clean:
 	rm -rf .run .devhost .pytest_cache .ruff_cache
