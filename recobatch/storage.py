@@ -40,6 +40,7 @@ from azure.storage.blob import (
 )
 
 from recobatch.errors import InputError, StorageError, SupersededError
+from recobatch.limits import safe_text
 from recobatch.settings import Settings, get_settings
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
@@ -365,7 +366,7 @@ def _short(exc: Exception) -> str:
     # azure-core messages span many lines (headers, XML); the first says what failed. Request
     # URLs may carry a SAS, so any query string is cut.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first.split("?", 1)[0][:200]
+    return safe_text(first.split("?", 1)[0], 200)  # redacts (e.g. an encoded sig%3D) first
 
 
 def delete_if_exists(blob: BlobClient) -> None:
