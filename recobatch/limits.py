@@ -20,6 +20,11 @@ MAX_JSON_DEPTH = 32
 # Longest error message built from outside text; at most this many keys are named in one.
 MAX_MESSAGE_CHARS = 300
 MAX_KEYS_LISTED = 5
+# Largest HTTP request body accepted (refused with 413 before it is parsed). Inline requests
+# bigger than this go to the input container as a file, started with {"input": {"blob": ...}}.
+MAX_HTTP_BODY_BYTES = 16 * 1024 * 1024
+# Longest blob name (the Blob service's own limit).
+MAX_BLOB_NAME_CHARS = 1024
 
 
 def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -23,6 +23,7 @@ from azure.storage.blob import ContentSettings
 from recobatch import errors, naming, storage
 from recobatch.errors import InputError, StorageError
 from recobatch.jobspec import JobSettings
+from recobatch.limits import bounded
 from recobatch.settings import Settings
 from triggers.blueprint import bp
 from triggers.http_common import (
@@ -92,7 +93,7 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
     try:
         JobSettings.from_settings(settings).with_overrides(batch.job)
     except InputError as exc:
-        raise bad_request(exc.message) from None
+        raise bad_request(bounded(exc.message)) from None  # may quote an outside key
     if batch.requests is not None:
         name, etag, size = _save_inline(batch, settings)
         job: dict = {}  # the overrides travel inside the saved file
