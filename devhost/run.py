@@ -99,7 +99,8 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
             inputs.upload_blob(path.name, data, overwrite=True)
         print(f"uploaded {path.name} to batch-input")
     outputs = blob_service.get_container_client("batch-output")
-    pending = {"input": None, "large": None}
+    # each input's output folder is named after the whole blob name (recobatch.naming)
+    pending = {"input.json": None, large.name: None}
     deadline = time.monotonic() + timeout
     status_url = f"http://127.0.0.1:{devhost.port}/api/batches"
     while pending and time.monotonic() < deadline:

@@ -1,14 +1,13 @@
 """Every name recobatch gives to a run, a blob or a sub-orchestration (one place each).
 
 Work blobs live in ``BATCH_WORK_CONTAINER`` under ``<instanceId>/``; outputs live in
-``BATCH_OUTPUT_CONTAINER`` under ``<input name without its extension>/``. Chunks are numbered
-from 1 and named ``chunk-00001``.
+``BATCH_OUTPUT_CONTAINER`` under ``<input name>/`` (extension kept: ``report.json/``). Chunks
+are numbered from 1 and named ``chunk-00001``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
 import unicodedata
 
@@ -128,9 +127,13 @@ def chunk_orchestration_id(instance: str, chunk: int | str | dict) -> str:
 
 
 def output_prefix(input_name: str) -> str:
-    """Output folder of a run: the input blob name without its extension, plus ``/``."""
-    stem, _ext = posixpath.splitext(input_name)
-    return f"{stem}/"
+    """Output folder of a run: the input blob's whole name, plus ``/`` (``report.json/``).
+
+    The extension stays: ``report.json``, ``report.jsonl`` and ``report`` are three inputs
+    with three runs, and each owns its folder (one folder would let a run overwrite another
+    input's results and delete its marker).
+    """
+    return f"{input_name}/"
 
 
 def results_blob(input_name: str) -> str:
