@@ -15,6 +15,7 @@ import logging
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import azure.durable_functions as df
 import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -36,6 +37,7 @@ from triggers.http_common import (
     parse_batch_request,
     settings_or_error,
 )
+from triggers.instances import ManagementError, Status, all_instances
 from triggers.starting import ORCHESTRATOR, exists, run_input, start_once
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,7 @@ async def get_batch(req: func.HttpRequest,
         "result": _result(status)})
 
 
-def _result(status: df.DurableOrchestrationStatus) -> dict | None:
+def _result(status: Status) -> dict | None:
     """The run's summary once done. A failed run's output is the host's failure text (the
     exception and its traceback): only its code and that code's fixed sentence are shown."""
     output = status.output
@@ -183,7 +185,13 @@ async def list_batches(req: func.HttpRequest,
                        client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Every run the task hub knows, newest first, with its progress (for dashboards/demo)."""
     runs = []
-    for status in await client.get_status_all():
+    try:
+        statuses = [status async for status in all_instances(client)]
+    except (ManagementError, aiohttp.ClientError, TimeoutError) as exc:
+        log.error("cannot list the runs: %s", type(exc).__name__)
+        return HttpError(503, "Unavailable", "the run list is unavailable; retry later.").response()
+    for status in statuses:
+        # runs only: chunk sub-orchestrations (ids "<run>:chunk-00001") are part of a run
         if status.name != ORCHESTRATOR or status.runtime_status is None:
             continue
         progress = custom_status_of(status)
