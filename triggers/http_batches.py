@@ -9,6 +9,7 @@ same body twice finds the same blob version, hence the same run.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -96,11 +97,12 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         JobSettings.from_settings(settings).with_overrides(batch.job)
     except InputError as exc:
         raise bad_request(bounded(exc.message)) from None  # may quote an outside key
+    # The storage SDK blocks: its calls run on a worker thread, off the event loop.
     if batch.requests is not None:
-        name, etag, size = _save_inline(batch, settings)
+        name, etag, size = await asyncio.to_thread(_save_inline, batch, settings)
         job: dict = {}  # the overrides travel inside the saved file
     else:
-        name, etag, size = _existing_blob(batch, settings)
+        name, etag, size = await asyncio.to_thread(_existing_blob, batch, settings)
         job = batch.job
     container = settings.input_container
     instance_id = naming.instance_id(container, name, etag)
