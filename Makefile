@@ -17,7 +17,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Re-install only when a requirements file changed.
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(PY)
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 

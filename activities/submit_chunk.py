@@ -2,10 +2,13 @@
 
 Input ``{instanceId, chunk, job}``; output ``{accepted: true, operationId, batchId}`` or, when
 the service is busy (409, 429; also 503), ``{accepted: false, retryAfterSeconds, reason}``.
-The SAS tokens are made here, sent once, and never returned or logged.
+The SAS tokens are made here, at a chunk's first submit, reused by its busy retries until one
+is accepted (in this process's memory), and never returned or logged.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from activities._payload import required
 from activities.blueprint import bp
@@ -16,6 +19,8 @@ from recobatch.jobspec import JobSettings
 from recobatch.settings import get_settings
 
 NAME = "submit_chunk"
+# Busy retries of a chunk reuse its first attempt's tokens (see recobatch.storage.SasReuse).
+_TOKENS = storage.SasReuse()
 
 
 def run(payload: dict) -> dict:
@@ -32,13 +37,17 @@ def run(payload: dict) -> dict:
     # An output left by an earlier attempt must not pass for this job's output.
     for stale in (output_blob, error_blob):
         storage.delete_if_exists(stale)
-    expiry = storage.sas_expiry(settings.job_timeout_minutes)
     client = client_for(settings.reco_endpoint, settings.reco_subscription_key)
+
+    def mint(expiry: datetime) -> tuple[storage.BlobLocation, ...]:
+        return (storage.sas_location(input_blob, "r", expiry, service),
+                storage.sas_location(output_blob, "cw", expiry, service),
+                storage.sas_location(error_blob, "cw", expiry, service))
+
+    key = (input_blob.url, output_blob.url, error_blob.url)
+    locations = _TOKENS.get(key, settings.job_timeout_minutes, mint)
     try:
-        submission = client.submit_batch(
-            storage.sas_location(input_blob, "r", expiry, service),
-            storage.sas_location(output_blob, "cw", expiry, service),
-            storage.sas_location(error_blob, "cw", expiry, service), job)
+        submission = client.submit_batch(*locations, job)
     except (BusyError, TransientError) as exc:
         if isinstance(exc, BusyError) or exc.status == 503:
             retry = getattr(exc, "retry_after", None)
@@ -47,6 +56,7 @@ def run(payload: dict) -> dict:
                     else settings.poll_initial_seconds,
                     "reason": str(exc)}
         raise
+    _TOKENS.forget(key)
     return {"accepted": True, "operationId": submission.operation_id,
             "batchId": submission.batch_id}
 

@@ -70,11 +70,11 @@ class Simulation:
             self.chunks.append(child)
             return child.output
         if item.name == "merge_results":
-            return {"results": {"name": "big/results.json", "size": 1, "md5": "x" * 24},
-                    "errors": {"name": "big/errors.txt", "size": 0, "md5": "y" * 24},
+            return {"results": {"name": "big.jsonl/results.json", "size": 1, "md5": "x" * 24},
+                    "errors": {"name": "big.jsonl/errors.txt", "size": 0, "md5": "y" * 24},
                     "counts": {"results": self.n * 1000, "errors": 0}}
         if item.name == "write_marker":
-            return {"name": "big/_SUCCESS"}
+            return {"name": "big.jsonl/_SUCCESS"}
         raise AssertionError(item)
 
     def run(self) -> OrchestrationRun:

@@ -8,9 +8,11 @@ URLs can carry ``code=`` and secrets never reach the logs.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from aiohttp import web
@@ -52,16 +54,61 @@ def build_app(functions: list[FunctionInfo], client_api: ClientApi, master_key: 
         for method in methods:
             app.router.add_route(method, path, handler)
     client_api.add_routes(app, RPC_PREFIX)
+    own = own_hosts(client_api.base_url)
 
     @web.middleware
     async def webhook_auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith(WEBHOOK_PREFIX) and not has_key(request, master_key):
             return web.Response(status=401)
+        if request.path == RPC_PREFIX or request.path.startswith(RPC_PREFIX + "/"):
+            refused = rpc_refusal(request, own)
+            if refused is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, refused.reason)
+                return refused
         return await handler(request)
 
     app.middlewares.append(webhook_auth)
     client_api.add_routes(app, WEBHOOK_PREFIX)
     return app
+
+
+def own_hosts(base_url: str) -> set[str]:
+    """The ``host:port`` names devhost answers to on loopback (for ``Host`` and ``Origin``)."""
+    port = urlsplit(base_url).port
+    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+
+def rpc_refusal(request: web.Request, own: set[str]) -> web.Response | None:
+    """Why a request to the keyless RPC endpoint is refused, or ``None`` to serve it.
+
+    The host's RPC endpoint is for the worker's own client. devhost, being keyless there, also
+    keeps out what a web page in the developer's browser can send without a CORS preflight
+    (simple requests: ``text/plain`` or form bodies, or no body, with an ``Origin``), and pages
+    reaching it through DNS rebinding (a foreign ``Host``):
+
+    - the peer must be a loopback address (403);
+    - ``Host`` must be devhost's own ``127.0.0.1|localhost|[::1]:<port>`` (403);
+    - an ``Origin`` header, if any, must be devhost's own ``http://`` origin (403);
+    - a body must be ``application/json`` (415). The Durable SDK sends JSON, or no body
+      (terminate, start without input; aiohttp then says ``application/octet-stream``), and a
+      browser sends ``Origin`` with every POST, so an empty cross-site POST is refused above.
+    """
+    remote = request.remote or ""
+    try:
+        loopback = ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return web.Response(status=403, reason="not a loopback peer")
+    if request.host not in own:
+        return web.Response(status=403, reason="not devhost's host name")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in {f"http://{host}" for host in own}:
+        return web.Response(status=403, reason="foreign origin")
+    has_body = request.body_exists or (request.content_length or 0) > 0
+    if has_body and request.content_type != "application/json":
+        return web.Response(status=415, reason="only application/json is accepted")
+    return None
 
 
 def _function_handler(info: FunctionInfo, client_api: ClientApi, master_key: str) -> Any:

@@ -26,6 +26,23 @@ RUN_DIR = REPO_ROOT / ".run"
 SAMPLES = REPO_ROOT / "samples"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a secret-bearing file (settings with keys, the function key) readable by its owner
+    only: created with mode 0600 by ``os.open``, so it is never readable by others, not even
+    between its creation and a later chmod. An existing file is narrowed before it is
+    rewritten."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file left by an older version may be wider
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            fd = -1
+            out.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def _demo_model_id(base_url: str, key: str) -> str:
     resp = requests.get(f"{base_url}/models", headers={"Ocp-Apim-Subscription-Key": key},
                         timeout=30)
@@ -99,7 +116,8 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
             inputs.upload_blob(path.name, data, overwrite=True)
         print(f"uploaded {path.name} to batch-input")
     outputs = blob_service.get_container_client("batch-output")
-    pending = {"input": None, "large": None}
+    # each input's output folder is named after the whole blob name (recobatch.naming)
+    pending = {"input.json": None, large.name: None}
     deadline = time.monotonic() + timeout
     status_url = f"http://127.0.0.1:{devhost.port}/api/batches"
     while pending and time.monotonic() < deadline:
@@ -173,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = app_settings(azurite, reco, key, model_id)
         settings["DEVHOST_MASTER_KEY"] = master_key
         local_settings = args.workdir / "local.settings.json"
-        local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": settings}, indent=2))
-        local_settings.chmod(0o600)
+        write_private(local_settings,
+                      json.dumps({"IsEncrypted": False, "Values": settings}, indent=2))
         devhost = start_devhost(REPO_ROOT, args.workdir / "devhost", settings, port=args.port)
         started.append(devhost)
         blob_service = BlobServiceClient.from_connection_string(settings["AzureWebJobsStorage"])
@@ -184,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 client.create_container()
         api = f"http://127.0.0.1:{args.port}/api"
         key_file = args.workdir / "function.key"
-        key_file.write_text(master_key)
-        key_file.chmod(0o600)
+        write_private(key_file, master_key)
         print(f"devhost      {api} (function key in {key_file})")
         print()
         print("Drop a requests file into the 'batch-input' container, e.g.:")

@@ -17,7 +17,6 @@ Messages never hold the subscription key or a SAS token.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,12 +33,13 @@ from recobatch.errors import (
     UpstreamError,
     UpstreamRejected,
 )
+from recobatch.limits import redact, safe_text
 from recobatch.storage import BlobLocation
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
-_SAS_SIG = re.compile(r"\b(sig|se|st|sv|sp|sr|spr|skoid|sktid|skt|ske|sks|skv)=[^&\s\"']+",
-                      re.IGNORECASE)
+# Longest service error message kept in an exception (after redaction).
+MAX_UPSTREAM_MESSAGE = 500
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ class RecoClient:
                                  operation_id=operation_id) from None
         return Operation(status=str(body.get("status", "")),
                          percent_complete=int(body.get("percentComplete") or 0),
-                         message=redact(str(body.get("message") or ""), (self._key,)),
+                         message=safe_text(str(body.get("message") or ""),
+                                           MAX_UPSTREAM_MESSAGE, (self._key,)),
                          result=body.get("result"))
 
     def cancel_operation(self, operation_id: str) -> bool:
@@ -164,7 +165,7 @@ def raise_for_response(resp: requests.Response, operation_id: str | None = None,
     if status < 400:
         return
     error_code, text = _error_body(resp)
-    text = redact(text, secrets)
+    text = safe_text(text, MAX_UPSTREAM_MESSAGE, secrets)  # redact first, then cut
     where = f"{resp.request.method} {_path(resp)}" if resp.request is not None else "the call"
     detail = f" ({error_code}: {text})" if text else (f" ({error_code})" if error_code else "")
     info: dict[str, Any] = {"status": status, "error_code": error_code,
@@ -211,14 +212,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove SAS query parameters and the given secrets from a message."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SAS_SIG.sub(lambda m: f"{m.group(1)}=***", text)
-
-
 def _error_body(resp: requests.Response) -> tuple[str | None, str]:
     try:
         body = resp.json()
@@ -228,7 +221,7 @@ def _error_body(resp: requests.Response) -> tuple[str | None, str]:
     if not isinstance(error, dict):
         return None, ""
     code = error.get("code")
-    return (str(code) if code else None), str(error.get("message") or "")[:500]
+    return (str(code) if code else None), str(error.get("message") or "")
 
 
 def _path(resp: requests.Response) -> str:
@@ -239,7 +232,7 @@ def _path(resp: requests.Response) -> str:
 
 
 __all__ = ["RecoClient", "Submission", "Operation", "raise_for_response", "UpstreamError",
-           "client_for"]
+           "client_for", "redact"]
 
 
 _clients: dict[tuple[str, str], RecoClient] = {}

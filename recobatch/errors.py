@@ -177,6 +177,29 @@ class JobFailedError(UpstreamError):
     code = UPSTREAM_JOB_FAILED
 
 
+# One plain sentence per code, for answers that must not carry a failure's own text (a run's
+# status over HTTP: the host's failure text holds the exception type and the traceback).
+SUMMARIES: dict[str, str] = {
+    CONFIGURATION_ERROR: "an app setting is missing or invalid; see the function app's logs.",
+    INVALID_INPUT: "the requests file is not usable.",
+    INPUT_TOO_LARGE: "the requests file is larger than BATCH_MAX_INPUT_BYTES.",
+    UPSTREAM_REJECTED: "the Recommendations service refused the batch job.",
+    UPSTREAM_UNAVAILABLE: "the Recommendations service was unavailable.",
+    UPSTREAM_JOB_FAILED: "a batch job failed in the Recommendations service.",
+    OUTPUT_INVALID: "a batch job's output was missing or not valid.",
+    JOB_TIMED_OUT: "a batch job did not finish within JOB_TIMEOUT_MINUTES.",
+    CANCELLED: "the run was cancelled.",
+    SUPERSEDED: "a newer upload of the input blob owns the output folder.",
+    STORAGE_ERROR: "a blob storage operation failed; see the function app's logs.",
+    INTERNAL_ERROR: "the run failed unexpectedly; see the function app's logs.",
+}
+
+
+def summary(code: str) -> str:
+    """The fixed sentence of a code (:data:`SUMMARIES`), for text shown outside the app."""
+    return SUMMARIES.get(code, SUMMARIES[INTERNAL_ERROR])
+
+
 def code_of(error: BaseException | str | None) -> str:
     """Return the stable error code of an exception or of a failure message.
 

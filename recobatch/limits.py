@@ -7,7 +7,9 @@ says where. Messages built from outside text are bounded by :func:`bounded`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -18,11 +20,42 @@ MAX_JSON_DEPTH = 32
 # Longest error message built from outside text; at most this many keys are named in one.
 MAX_MESSAGE_CHARS = 300
 MAX_KEYS_LISTED = 5
+# Largest HTTP request body accepted (refused with 413 before it is parsed). Inline requests
+# bigger than this go to the input container as a file, started with {"input": {"blob": ...}}.
+MAX_HTTP_BODY_BYTES = 16 * 1024 * 1024
+# Longest blob name (the Blob service's own limit).
+MAX_BLOB_NAME_CHARS = 1024
 
 
 def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """``text`` cut to ``limit`` characters (with an ellipsis when cut)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# SAS query parameters, also percent-encoded once or twice (``sig%3D``, ``sig%253D``, as in a
+# URL carried inside another URL) and after an encoded ``?`` or ``&`` (``%3Fsig%3D``).
+_SAS_PARAM = re.compile(
+    r"(?:(?<![A-Za-z0-9_%])|(?<=%3[Ff])|(?<=%26)|(?<=%253[Ff])|(?<=%2526))"
+    r"(sig|se|st|sv|sp|sr|spr|skoid|sktid|skt|ske|sks|skv)(=|%3[Dd]|%253[Dd])[^&\s\"'<>]+",
+    re.IGNORECASE)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove the given secrets (also percent-encoded) and SAS query parameters from ``text``.
+
+    Always redact the whole text before cutting it (:func:`safe_text`): a secret cut in two
+    no longer matches, and its first part would leak.
+    """
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "***")
+    return _SAS_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def safe_text(text: str, limit: int = MAX_MESSAGE_CHARS, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` redacted (:func:`redact`), then bounded to ``limit`` characters."""
+    return bounded(redact(text, secrets), limit)
 
 
 def keys_listed(keys: Any, limit: int = MAX_KEYS_LISTED) -> str:

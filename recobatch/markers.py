@@ -22,8 +22,8 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from recobatch import naming
-from recobatch.client import redact
 from recobatch.errors import CODES, INTERNAL_ERROR, StorageError
+from recobatch.limits import redact, safe_text
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -149,5 +149,5 @@ def write_marker(container: ContainerClient, kind: str, input_name: str,
             pass
     except AzureError as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0].split("?", 1)[0]
-        raise StorageError(f"cannot write marker {name}: {first[:200]}") from None
+        raise StorageError(f"cannot write marker {name}: {safe_text(first, 200)}") from None
     return name

@@ -1,15 +1,17 @@
 """Every name recobatch gives to a run, a blob or a sub-orchestration (one place each).
 
 Work blobs live in ``BATCH_WORK_CONTAINER`` under ``<instanceId>/``; outputs live in
-``BATCH_OUTPUT_CONTAINER`` under ``<input name without its extension>/``. Chunks are numbered
-from 1 and named ``chunk-00001``.
+``BATCH_OUTPUT_CONTAINER`` under ``<input name>/`` (extension kept: ``report.json/``). Chunks
+are numbered from 1 and named ``chunk-00001``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
+import unicodedata
+
+from recobatch.limits import MAX_BLOB_NAME_CHARS
 
 INSTANCE_PREFIX = "rb-"
 RESULTS_NAME = "results.json"
@@ -35,6 +37,33 @@ def instance_id(container: str, name: str, etag: str) -> str:
     bare_etag = etag.strip('"')
     digest = hashlib.sha256(f"{container}/{name}@{bare_etag}".encode()).hexdigest()
     return INSTANCE_PREFIX + digest[:32]
+
+
+def blob_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a canonical blob name, or ``None`` when it is.
+
+    Canonical: 1 to 1024 characters, NFC, no control characters or backslashes, no leading
+    or trailing whitespace, and ``/``-separated segments that are neither empty nor ``.`` or
+    ``..`` and do not end with a dot. Storage would keep ``a//b.json`` or ``a/./b.json`` as
+    written while URLs, tools and readers resolve them to another name (and the output folder
+    is named after the input).
+    """
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > MAX_BLOB_NAME_CHARS:
+        return f"is longer than {MAX_BLOB_NAME_CHARS} characters"
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in name) or "\\" in name:
+        return "must not contain control characters or backslashes"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    if unicodedata.normalize("NFC", name) != name:
+        return "must be in Unicode normal form C"
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            return "must not have empty, '.' or '..' path segments (or a leading/trailing /)"
+        if segment.endswith("."):
+            return "must not have a path segment ending with a dot"
+    return None
 
 
 def chunk_name(chunk: int | str | dict) -> str:
@@ -98,9 +127,13 @@ def chunk_orchestration_id(instance: str, chunk: int | str | dict) -> str:
 
 
 def output_prefix(input_name: str) -> str:
-    """Output folder of a run: the input blob name without its extension, plus ``/``."""
-    stem, _ext = posixpath.splitext(input_name)
-    return f"{stem}/"
+    """Output folder of a run: the input blob's whole name, plus ``/`` (``report.json/``).
+
+    The extension stays: ``report.json``, ``report.jsonl`` and ``report`` are three inputs
+    with three runs, and each owns its folder (one folder would let a run overwrite another
+    input's results and delete its marker).
+    """
+    return f"{input_name}/"
 
 
 def results_blob(input_name: str) -> str:

@@ -128,6 +128,22 @@ def parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+CONTAINER_SETTINGS = ("BATCH_INPUT_CONTAINER", "BATCH_OUTPUT_CONTAINER", "BATCH_WORK_CONTAINER")
+
+
+def _distinct_containers(env: Mapping[str, str]) -> None:
+    """Input, output and work must be three containers: outputs in the input container would
+    fire the blob trigger, and work blobs among the outputs could overwrite results."""
+    seen: dict[str, str] = {}
+    for name in CONTAINER_SETTINGS:
+        value = _required(env, name)
+        if value in seen:
+            raise ConfigurationError(f"the app settings {seen[value]} and {name} name the same "
+                                     f"container {value!r}; input, output and work containers "
+                                     "must differ.")
+        seen[value] = name
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every app setting.
 
@@ -161,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if build_raw is not None:
         build_id = _parse(env, "RECO_BUILD_ID", int, "an integer")
     positive_int = "a positive integer"
+    _distinct_containers(env)
     return Settings(
         reco_endpoint=endpoint,
         reco_subscription_key=_required(env, "RECO_SUBSCRIPTION_KEY"),

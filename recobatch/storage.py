@@ -8,7 +8,10 @@ SAS for batch jobs (:func:`sas_location`): one blob per token, least permission 
 input; create+write for output and error blobs), starting 5 minutes in the past (clock skew).
 The job reads its input when it starts but writes its output when it ends, which may be up to
 ``JOB_TIMEOUT_MINUTES`` after the submit; so a token lives ``JOB_TIMEOUT_MINUTES`` plus a
-15-minute margin (:func:`sas_expiry`) and is made afresh at every submit, never stored.
+15-minute margin (:func:`sas_expiry`). A chunk's tokens are minted at its first submit and
+reused, in this process's memory only (:class:`SasReuse`), by its busy retries until one is
+accepted: a service that answers 409/429 for hours does not collect a fresh set of live
+tokens every few seconds. They never enter a history, a marker or a log.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from azure.storage.blob import (
 )
 
 from recobatch.errors import InputError, StorageError, SupersededError
+from recobatch.limits import safe_text
 from recobatch.settings import Settings, get_settings
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
@@ -122,6 +126,47 @@ def sas_expiry(job_timeout_minutes: float, now: datetime | None = None) -> datet
     """Expiry of a job's SAS tokens: the job timeout plus a margin, from ``now``."""
     now = now or datetime.now(UTC)
     return now + timedelta(minutes=job_timeout_minutes) + SAS_MARGIN
+
+
+class SasReuse:
+    """A chunk's SAS locations, minted once and reused by its busy retries (in memory only).
+
+    A retry may reuse a set only while the first attempt's chunk could still be running: the
+    chunk orchestrator gives a job up ``JOB_TIMEOUT_MINUTES`` after the chunk started, which
+    is no later than ``first mint + JOB_TIMEOUT_MINUTES``, and the set expires ``SAS_MARGIN``
+    after that. Past that window (another run of the same blobs) a new set is minted. An
+    accepted submit calls :meth:`forget`, so a later submit never hands the same set out again.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sets: dict[tuple[str, ...], tuple[datetime, Any]] = {}
+
+    def get(self, key: tuple[str, ...], job_timeout_minutes: float,
+            mint: Any, now: datetime | None = None) -> Any:
+        """The set for ``key``: reused when minted less than the job timeout ago, else
+        ``mint(expiry)`` with ``expiry`` from :func:`sas_expiry`."""
+        now = now or datetime.now(UTC)
+        window = timedelta(minutes=job_timeout_minutes)
+        with self._lock:
+            for stale in [k for k, (at, _) in self._sets.items() if now - at >= window]:
+                del self._sets[stale]
+            found = self._sets.get(key)
+            if found is not None:
+                return found[1]
+        made = mint(sas_expiry(job_timeout_minutes, now))
+        with self._lock:
+            if len(self._sets) >= self.MAX_ENTRIES:
+                self._sets.pop(next(iter(self._sets)))
+            self._sets[key] = (now, made)
+        return made
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        """Drop the set of ``key`` (its job was accepted: the service holds the tokens now)."""
+        with self._lock:
+            self._sets.pop(key, None)
 
 
 def sas_location(blob: BlobClient, permission: str, expiry: datetime,
@@ -365,7 +410,7 @@ def _short(exc: Exception) -> str:
     # azure-core messages span many lines (headers, XML); the first says what failed. Request
     # URLs may carry a SAS, so any query string is cut.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first.split("?", 1)[0][:200]
+    return safe_text(first.split("?", 1)[0], 200)  # redacts (e.g. an encoded sig%3D) first
 
 
 def delete_if_exists(blob: BlobClient) -> None:

@@ -6,6 +6,7 @@ blob version (host retries, restarts, the HTTP API having started it already) st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.durable_functions as df
@@ -45,7 +46,8 @@ async def start_batch_from_blob(blob: func.InputStream,
                                 client: df.DurableOrchestrationClient) -> None:
     """Start ``batch_orchestrator`` for this blob version unless it already runs (or ran)."""
     settings = get_settings()  # a missing setting raises ConfigurationError naming it
-    container, name, etag, size = blob_version(blob, settings)
+    # may ask storage (blocking SDK call): off the worker's event loop
+    container, name, etag, size = await asyncio.to_thread(blob_version, blob, settings)
     instance_id = naming.instance_id(container, name, etag)
     started = await start_once(client, instance_id,
                                run_input(container, name, etag, size, {}, settings))

@@ -9,19 +9,23 @@ same body twice finds the same blob version, hence the same run.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import azure.durable_functions as df
 import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
-from recobatch import naming, storage
+from recobatch import errors, naming, storage
 from recobatch.errors import InputError, StorageError
 from recobatch.jobspec import JobSettings
+from recobatch.limits import bounded
 from recobatch.settings import Settings
 from triggers.blueprint import bp
 from triggers.http_common import (
@@ -34,6 +38,7 @@ from triggers.http_common import (
     parse_batch_request,
     settings_or_error,
 )
+from triggers.instances import ManagementError, Status, all_instances
 from triggers.starting import ORCHESTRATOR, exists, run_input, start_once
 
 log = logging.getLogger(__name__)
@@ -91,12 +96,13 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
     try:
         JobSettings.from_settings(settings).with_overrides(batch.job)
     except InputError as exc:
-        raise bad_request(exc.message) from None
+        raise bad_request(bounded(exc.message)) from None  # may quote an outside key
+    # The storage SDK blocks: its calls run on a worker thread, off the event loop.
     if batch.requests is not None:
-        name, etag, size = _save_inline(batch, settings)
+        name, etag, size = await asyncio.to_thread(_save_inline, batch, settings)
         job: dict = {}  # the overrides travel inside the saved file
     else:
-        name, etag, size = _existing_blob(batch, settings)
+        name, etag, size = await asyncio.to_thread(_existing_blob, batch, settings)
         job = batch.job
     container = settings.input_container
     instance_id = naming.instance_id(container, name, etag)
@@ -109,13 +115,13 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
                                run_input(container, name, etag, size, job, settings))
     if job and not started:
         raise conflict  # another starter (the blob trigger) won the race: overrides not applied
-    check = client.create_check_status_response(req, instance_id)
-    body = json.loads(check.get_body())
-    body.update(instanceId=instance_id, started=started,
-                input={"container": container, "name": name},
-                output=f"{settings.output_container}/{naming.output_prefix(name)}")
-    return json_response(body, 202, headers={k: v for k, v in check.headers.items()
-                                             if k.lower() != "content-type"})
+    # Our own URLs only: the Durable check-status URLs carry the extension's system key, which
+    # opens every instance of the task hub (terminate, purge, raise events) to whoever holds it.
+    status_uri = run_uri(req, instance_id)
+    body = {"instanceId": instance_id, "started": started, "statusUri": status_uri,
+            "cancelUri": f"{status_uri}/cancel", "input": {"container": container, "name": name},
+            "output": f"{settings.output_container}/{naming.output_prefix(name)}"}
+    return json_response(body, 202, headers={"Location": status_uri, "Retry-After": "10"})
 
 
 @bp.route(route="batches", methods=["POST"])
@@ -127,6 +133,14 @@ async def start_batch(req: func.HttpRequest,
         return await _start(req, client)
     except HttpError as exc:
         return exc.response()
+
+
+def run_uri(req: func.HttpRequest, instance_id: str) -> str:
+    """``<scheme>://<host>/api/batches/<id>`` from the request's own URL (its query, which may
+    hold the caller's ``code``, is dropped)."""
+    parts = urlsplit(req.url)
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, f"{path}/{instance_id}", "", ""))
 
 
 def _iso(value: datetime | str | None) -> str | None:
@@ -153,7 +167,18 @@ async def get_batch(req: func.HttpRequest,
                      "chunks": progress.get("chunks"),
                      "runningChunks": progress.get("runningChunks", []),
                      "output": progress.get("output")},
-        "result": status.output})
+        "result": _result(status)})
+
+
+def _result(status: Status) -> dict | None:
+    """The run's summary once done. A failed run's output is the host's failure text (the
+    exception and its traceback): only its code and that code's fixed sentence are shown."""
+    output = status.output
+    if status.runtime_status == df.OrchestrationRuntimeStatus.Failed:
+        code = errors.code_of(output if isinstance(output, str) else None)
+        return {"code": code, "message": errors.summary(code)}
+    # a terminated run's output is whatever reason its terminator gave: not ours to show
+    return output if isinstance(output, dict) else None
 
 
 @bp.route(route="batches", methods=["GET"])
@@ -162,7 +187,13 @@ async def list_batches(req: func.HttpRequest,
                        client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Every run the task hub knows, newest first, with its progress (for dashboards/demo)."""
     runs = []
-    for status in await client.get_status_all():
+    try:
+        statuses = [status async for status in all_instances(client)]
+    except (ManagementError, aiohttp.ClientError, TimeoutError) as exc:
+        log.error("cannot list the runs: %s", type(exc).__name__)
+        return HttpError(503, "Unavailable", "the run list is unavailable; retry later.").response()
+    for status in statuses:
+        # runs only: chunk sub-orchestrations (ids "<run>:chunk-00001") are part of a run
         if status.name != ORCHESTRATOR or status.runtime_status is None:
             continue
         progress = custom_status_of(status)

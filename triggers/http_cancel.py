@@ -8,8 +8,10 @@ ended); a chunk that starts later finds the flag before submitting. No chunk sli
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -18,6 +20,7 @@ from azure.core.exceptions import AzureError
 from orchestrators.blueprint import CANCEL_EVENT
 from recobatch import naming, storage
 from recobatch.errors import StorageError
+from recobatch.settings import Settings
 from triggers.blueprint import bp
 from triggers.http_common import (
     HttpError,
@@ -31,26 +34,50 @@ log = logging.getLogger(__name__)
 FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
 
 
+def _finished(status: Any) -> bool:
+    return status.runtime_status is not None and status.runtime_status.value in FINISHED
+
+
+def _already_finished(instance_id: str, status: Any) -> HttpError:
+    return HttpError(409, "Conflict", f"run {instance_id} has already finished "
+                     f"({status.runtime_status.value}).")
+
+
+def _write_flag(settings: Settings, instance_id: str) -> None:
+    work = storage.ensure_container(storage.service_client(settings), settings.work_container)
+    storage.upload_bytes(work.get_blob_client(naming.cancel_blob(instance_id)),
+                         datetime.now(UTC).isoformat().encode(), "text/plain")
+
+
 async def _cancel(req: func.HttpRequest,
                   client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = instance_id_of(req)
     status = await client.get_status(instance_id)
     if status.runtime_status is None:
         raise HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.")
-    if status.runtime_status.value in FINISHED:
-        raise HttpError(409, "Conflict", f"run {instance_id} has already finished "
-                        f"({status.runtime_status.value}).")
+    if _finished(status):
+        raise _already_finished(instance_id, status)
     settings = settings_or_error()
     try:
-        work = storage.ensure_container(storage.service_client(settings), settings.work_container)
-        storage.upload_bytes(work.get_blob_client(naming.cancel_blob(instance_id)),
-                             datetime.now(UTC).isoformat().encode(), "text/plain")
+        # storage calls block: off the worker's event loop
+        await asyncio.to_thread(_write_flag, settings, instance_id)
     except (AzureError, StorageError) as exc:
         log.error("cannot write the cancel flag of %s: %s", instance_id, type(exc).__name__)
         raise HttpError(503, "StorageError", "storage is unavailable; retry later.") from None
     # Read the running chunks only now: a chunk started since the first read missed the flag.
-    progress = custom_status_of(await client.get_status(instance_id))
-    await client.raise_event(instance_id, CANCEL_EVENT, None)
+    status = await client.get_status(instance_id)
+    if _finished(status):
+        raise _already_finished(instance_id, status)  # it completed while we wrote the flag
+    progress = custom_status_of(status)
+    try:
+        await client.raise_event(instance_id, CANCEL_EVENT, None)
+    except Exception as exc:  # the SDK raises plain Exception (410 gone, 404, 5xx)
+        status = await client.get_status(instance_id)
+        if _finished(status):
+            raise _already_finished(instance_id, status) from None
+        log.error("cancel not delivered to %s: %s", instance_id, type(exc).__name__)
+        raise HttpError(503, "Unavailable", "the cancel could not be delivered; retry "
+                        "later.") from None
     signalled = []
     for child in progress.get("runningChunks") or []:
         try:
@@ -68,7 +95,8 @@ async def _cancel(req: func.HttpRequest,
 @bp.durable_client_input(client_name="client")
 async def cancel_batch(req: func.HttpRequest,
                        client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Cancel a running run (202); 404 when unknown, 409 when it has already finished."""
+    """Cancel a running run (202); 404 when unknown, 409 when it has already finished (also
+    when it finishes while the cancel is being delivered)."""
     try:
         return await _cancel(req, client)
     except HttpError as exc:

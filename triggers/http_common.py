@@ -14,7 +14,9 @@ from typing import Any
 
 import azure.functions as func
 
-from recobatch.errors import ConfigurationError
+from recobatch import naming
+from recobatch.errors import ConfigurationError, InputError
+from recobatch.limits import MAX_HTTP_BODY_BYTES, bounded, keys_listed, loads_bounded
 from recobatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -84,21 +86,28 @@ class BatchRequest:
 def parse_batch_request(req: func.HttpRequest) -> BatchRequest:
     """Validate the body ``{"input": {"blob": name} | {"requests": [...]}, "job": {...}}``.
 
+    Limits (:mod:`recobatch.limits`): at most ``MAX_HTTP_BODY_BYTES`` (413, checked before
+    parsing), nesting at most ``MAX_JSON_DEPTH`` deep, no NaN/Infinity, canonical blob names
+    (:func:`recobatch.naming.blob_name_problem`); unknown keys are named, at most five, clipped.
+
     Raises
     ------
     HttpError
-        400 naming the field at fault.
+        400 naming the field at fault; 413 for a body over the limit.
     """
+    data = req.get_body() or b""
+    if len(data) > MAX_HTTP_BODY_BYTES:
+        raise HttpError(413, "BodyTooLarge", f"the body is {len(data):,} bytes, over the "
+                        f"{MAX_HTTP_BODY_BYTES:,}-byte limit; upload larger inputs to the input "
+                        'container and post {"input": {"blob": "<name>"}}.')
     try:
-        body = json.loads(req.get_body() or b"null")
-    except ValueError:
-        raise bad_request("the body is not valid JSON.") from None
+        body = loads_bounded(data or b"null", "the body")
+    except InputError as exc:
+        raise bad_request(exc.message + ".") from None
     if not isinstance(body, dict):
         raise bad_request('the body must be a JSON object: {"input": {"blob": "<name>"} or '
                           '{"input": {"requests": [...]}}, optionally "job": {...}.')
-    unknown = sorted(set(body) - {"input", "job"})
-    if unknown:
-        raise bad_request(f"unknown field {unknown[0]!r} (known: input, job).")
+    _no_unknown(body, ("input", "job"), "")
     job = body.get("job", {})
     if job is None:
         job = {}
@@ -107,6 +116,7 @@ def parse_batch_request(req: func.HttpRequest) -> BatchRequest:
     source = body.get("input")
     if not isinstance(source, dict):
         raise bad_request('input is required: {"blob": "<name>"} or {"requests": [...]}.')
+    _no_unknown(source, ("blob", "requests"), "input.")
     if set(source) == {"blob"}:
         return BatchRequest(blob=_blob_name(source["blob"]), job=job)
     if set(source) == {"requests"}:
@@ -114,12 +124,20 @@ def parse_batch_request(req: func.HttpRequest) -> BatchRequest:
     raise bad_request("input must have exactly one of blob or requests.")
 
 
+def _no_unknown(obj: dict, known: tuple[str, ...], where: str) -> None:
+    unknown = [key for key in obj if key not in known]
+    if unknown:
+        noun = "field" if len(unknown) == 1 else "fields"
+        raise bad_request(bounded(f"unknown {where}{noun} {keys_listed(unknown)} "
+                                  f"(known: {', '.join(known)})."))
+
+
 def _blob_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise bad_request("input.blob must be the name of a blob in the input container.")
-    if value.startswith("/") or ".." in value.split("/") or len(value) > 1024:
-        raise bad_request("input.blob must be a plain blob name (no leading /, no ..).")
-    return value
+    problem = naming.blob_name_problem(value)
+    if problem:
+        raise bad_request(f"input.blob {problem}; give the blob's name in the input container "
+                          "as stored (e.g. folder/requests.json).")
+    return str(value)
 
 
 def _requests(value: Any) -> list[dict]:

@@ -9,6 +9,8 @@ SDK switches on them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from typing import Any
@@ -23,6 +25,8 @@ from devhost.durable.store import TERMINAL, post_event
 RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 TASK_HUB = "DevHostHub"
+CONTINUATION_HEADER = "x-ms-continuation-token"
+DEFAULT_PAGE_SIZE = 100
 
 
 class ClientApi:
@@ -126,8 +130,23 @@ class ClientApi:
         return web.json_response(body, status=code, headers=headers)
 
     async def list_instances(self, request: web.Request) -> web.Response:
-        rows = self._filter(request.query)
-        return web.json_response([self._status_json(r, request.query) for r in rows])
+        """One page, as the extension's HttpApiHandler pages: ``top`` (default 100, the
+        extension's ``OrchestrationStatusQueryCondition.PageSize``), the token of the next page
+        in the ``x-ms-continuation-token`` response header (empty on the last page), sent back
+        in the same request header. devhost's token is the last (created, id) of the page."""
+        try:
+            top = int(request.query.get("top") or DEFAULT_PAGE_SIZE)
+            after = _read_token(request.headers.get(CONTINUATION_HEADER))
+        except ValueError:
+            return _error(400, "Invalid paging", "top or the continuation token is not valid.",
+                          "System.ArgumentException")
+        rows = sorted(self._filter(request.query), key=lambda r: (r["created"], str(r["id"])))
+        if after is not None:
+            rows = [r for r in rows if (r["created"], str(r["id"])) > after]
+        page, more = rows[:max(top, 1)], len(rows) > max(top, 1)
+        token = _make_token(page[-1]) if more else ""
+        return web.json_response([self._status_json(r, request.query) for r in page],
+                                 headers={CONTINUATION_HEADER: token})
 
     async def purge(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
@@ -220,6 +239,24 @@ def _json_text(body: bytes) -> str | None:
         except ValueError:
             pass
     return json.dumps(value)
+
+
+def _make_token(row: Any) -> str:
+    raw = json.dumps([row["created"], str(row["id"])]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _read_token(token: str | None) -> tuple[Any, str] | None:
+    """The (created, id) a continuation token stands for; ``ValueError`` for a foreign one."""
+    if not token or token == "null":
+        return None
+    try:
+        created, instance_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError(token) from None
+    if not isinstance(instance_id, str) or not isinstance(created, (int, float, str)):
+        raise ValueError(token)
+    return created, instance_id
 
 
 def _loads(text: str | None) -> Any:

@@ -56,8 +56,8 @@ def test_failed_chunk_keeps_partial_results_and_lists_unscored_requests(containe
                                        {"name": "chunk-00002", "status": "Cancelled"}]})
 
     output = containers["output"]
-    results = json.loads(output.get_blob_client("p/results.json").download_blob().readall())
-    errors = output.get_blob_client("p/errors.txt").download_blob().readall().decode()
+    results = json.loads(output.get_blob_client("p.json/results.json").download_blob().readall())
+    errors = output.get_blob_client("p.json/errors.txt").download_blob().readall().decode()
     assert [r["index"] for r in results["results"]] == [0, 1]
     assert errors.splitlines() == ["request 1: unknown items",
                                    "request 2: SeedItems is missing",
@@ -72,8 +72,9 @@ def test_write_marker_writes_the_document_last_in_the_output_folder(containers):
     answer = write_marker({"kind": "failed", **_version(containers, "q.jsonl", etag),
                            "marker": {"code": "InvalidInput", "message": "no valid request."}})
 
-    body = json.loads(containers["output"].get_blob_client("q/_FAILED").download_blob().readall())
-    assert answer == {"name": "q/_FAILED"}
+    marker = containers["output"].get_blob_client("q.jsonl/_FAILED")
+    body = json.loads(marker.download_blob().readall())
+    assert answer == {"name": "q.jsonl/_FAILED"}
     assert (body["kind"], body["code"], body["inputName"]) == ("failed", "InvalidInput",
                                                                "q.jsonl")
 
@@ -90,8 +91,8 @@ def test_merge_of_a_reuploaded_input_is_superseded_and_writes_nothing(containers
 
     assert str(raised.value).startswith("Superseded: ")
     assert "newer upload" in str(raised.value)
-    assert _output(containers, "r/results.json") is None
-    assert _output(containers, "r/errors.txt") is None
+    assert _output(containers, "r.json/results.json") is None
+    assert _output(containers, "r.json/errors.txt") is None
     input_blob = containers["input"].get_blob_client("r.json")
     assert str(input_blob.get_blob_properties().etag).strip('"') == new  # never modified
     assert input_blob.download_blob().readall() == b'{"requests": [{"SeedItems": ["B"]}]}'
@@ -103,14 +104,14 @@ def test_merge_keeps_the_newer_runs_results_when_superseded(containers):
     _one_chunk_work(containers, "rb-new")
     merge_results({"instanceId": "rb-new", **_version(containers, "s.json", new),
                    "chunks": [{"name": "chunk-00001", "status": "Succeeded"}]})
-    before = _output(containers, "s/results.json")
+    before = _output(containers, "s.json/results.json")
 
     with pytest.raises(SupersededError):
         merge_results({"instanceId": "rb-new", **_version(containers, "s.json", old),
                        "chunks": [{"name": "chunk-00001", "status": "Cancelled"}]})
 
-    assert before is not None and _output(containers, "s/results.json") == before
-    assert _output(containers, "s/errors.txt") == b""
+    assert before is not None and _output(containers, "s.json/results.json") == before
+    assert _output(containers, "s.json/errors.txt") == b""
 
 
 def test_older_runs_failed_marker_neither_replaces_nor_removes_newer_success(containers):
@@ -124,9 +125,9 @@ def test_older_runs_failed_marker_neither_replaces_nor_removes_newer_success(con
                       "marker": {"instanceId": "rb-old", "code": "Cancelled",
                                  "message": "cancelled."}})
 
-    success = json.loads(_output(containers, "t/_SUCCESS") or b"null")
+    success = json.loads(_output(containers, "t.json/_SUCCESS") or b"null")
     assert success["instanceId"] == "rb-new" and success["input"]["etag"] == new
-    assert _output(containers, "t/_FAILED") is None
+    assert _output(containers, "t.json/_FAILED") is None
     assert str(containers["input"].get_blob_client("t.json").get_blob_properties().etag
                ).strip('"') == new
 
@@ -140,7 +141,7 @@ def test_marker_for_a_deleted_input_is_superseded(containers):
                       "marker": {"instanceId": "rb-u"}})
 
     assert "deleted" in str(raised.value)
-    assert _output(containers, "u/_SUCCESS") is None
+    assert _output(containers, "u.json/_SUCCESS") is None
 
 
 def test_current_runs_marker_removes_the_older_uploads_marker(containers):
@@ -152,5 +153,5 @@ def test_current_runs_marker_removes_the_older_uploads_marker(containers):
     write_marker({"kind": "success", **_version(containers, "w.json", new),
                   "marker": {"instanceId": "rb-new"}})
 
-    assert json.loads(_output(containers, "w/_SUCCESS") or b"null")["instanceId"] == "rb-new"
-    assert _output(containers, "w/_FAILED") is None
+    assert json.loads(_output(containers, "w.json/_SUCCESS") or b"null")["instanceId"] == "rb-new"
+    assert _output(containers, "w.json/_FAILED") is None

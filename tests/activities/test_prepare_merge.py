@@ -108,16 +108,16 @@ def test_full_chunk_round_trip_merges_results_and_errors_in_input_order(containe
                                        for c in prep["chunks"]]})
 
     assert set(statuses) == {"Succeeded"}
-    results_blob = containers["output"].get_blob_client("jobs/run/results.json")
+    results_blob = containers["output"].get_blob_client("jobs/run.jsonl/results.json")
     results = json.loads(results_blob.download_blob().readall())["results"]
     assert [r["index"] for r in results] == [i for i in range(60) if i != 10]
     assert [r["request"]["seedItems"] for r in results] == \
         [reqs[i]["SeedItems"] for i in range(60) if i != 10]
-    errors = containers["output"].get_blob_client("jobs/run/errors.txt").download_blob() \
+    errors = containers["output"].get_blob_client("jobs/run.jsonl/errors.txt").download_blob() \
         .readall().decode().splitlines()
     assert [line.split(":")[0] for line in errors] == ["request 3", "request 10"]
     assert merged["counts"] == {"results": 59, "errors": 2}
-    assert merged["results"]["name"] == "jobs/run/results.json"
+    assert merged["results"]["name"] == "jobs/run.jsonl/results.json"
     assert merged["results"]["size"] == results_blob.get_blob_properties().size
     props = results_blob.get_blob_properties()
     assert merged["results"]["md5"] == base64.b64encode(

@@ -109,3 +109,47 @@ def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tm
     clock = Clock(store, scale=1.0)
 
     assert clock.now() >= ahead
+
+
+
+@pytest.fixture
+def no_chmod(monkeypatch):
+    """``os.chmod``/``Path.chmod`` fail: a file must be private from its creation on."""
+    import os
+    from pathlib import Path
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the file was created readable by others, then chmod-ed")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    monkeypatch.setattr(Path, "chmod", refuse)
+    old_umask = os.umask(0)  # the mode must not depend on a strict umask
+    yield
+    os.umask(old_umask)
+
+
+def test_private_files_are_created_with_mode_0600(tmp_path, no_chmod):
+    import stat
+
+    from devhost.run import write_private
+
+    path = tmp_path / "function.key"
+    write_private(path, "secret-key")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "secret-key"
+
+
+def test_a_wider_existing_private_file_is_narrowed_before_it_is_rewritten(tmp_path):
+    import os
+    import stat
+
+    from devhost.run import write_private
+
+    path = tmp_path / "local.settings.json"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+
+    write_private(path, "new")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "new"

@@ -68,7 +68,8 @@ class App:
             return None
 
     def wait_for_marker(self, stem: str, timeout: float = 120) -> tuple[str, dict]:
-        """Wait for ``<stem>/_SUCCESS`` or ``<stem>/_FAILED``; returns (marker name, body)."""
+        """Wait for ``<stem>/_SUCCESS`` or ``<stem>/_FAILED``, ``stem`` being the input's whole
+        name (its output folder, ``recobatch.naming.output_prefix``); returns (marker, body)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for marker in ("_SUCCESS", "_FAILED"):

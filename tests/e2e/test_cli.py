@@ -27,8 +27,8 @@ def test_submit_wait_uploads_follows_the_run_and_prints_the_marker(app_factory, 
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, check=False)
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "mine/_SUCCESS" in done.stdout
-    assert app.read_output("mine/results.json") is not None
+    assert "mine.json/_SUCCESS" in done.stdout
+    assert app.read_output("mine.json/results.json") is not None
     assert app.settings["RECO_SUBSCRIPTION_KEY"] not in done.stdout + done.stderr
 
 

@@ -37,20 +37,20 @@ def test_seed_example_file_gives_results_in_seed_format_and_success(app_factory,
     body = {"requests": [{"SeedItems": demo_items[0:2]}, {"SeedItems": [demo_items[5]]}]}
     etag = app.upload("example.json", json.dumps(body))
 
-    marker, manifest = app.wait_for_marker("example")
+    marker, manifest = app.wait_for_marker("example.json")
 
     assert marker == "_SUCCESS", manifest
     assert manifest["input"]["name"] == "example.json"
     assert manifest["input"]["etag"].strip('"') == etag
     assert manifest["counts"]["requests"] == 2 and manifest["counts"]["results"] == 2
     assert {o["name"].rsplit("/", 1)[-1] for o in manifest["outputs"]} >= {"results.json"}
-    results = json.loads(app.read_output("example/results.json"))["results"]
+    results = json.loads(app.read_output("example.json/results.json"))["results"]
     assert [r["request"]["seedItems"] for r in results] == [demo_items[0:2], [demo_items[5]]]
     first = results[0]["recommendations"][0]
     assert set(first) == {"items", "rating", "reasoning"}
     assert set(first["items"][0]) == {"itemId", "name", "metadata"}
     assert first["reasoning"][0].startswith("People who like the selected items also like")
-    assert app.read_output("example/errors.txt") == b""
+    assert app.read_output("example.json/errors.txt") == b""
 
 
 def test_five_megabyte_input_is_split_and_merged_in_order(app_factory, demo_items):
@@ -68,12 +68,12 @@ def test_five_megabyte_input_is_split_and_merged_in_order(app_factory, demo_item
     reqs = [json.loads(x) for x in lines]
     app.upload("big.jsonl", "\n".join(lines) + "\n")
 
-    marker, manifest = app.wait_for_marker("big", timeout=300)
+    marker, manifest = app.wait_for_marker("big.jsonl", timeout=300)
 
     assert marker == "_SUCCESS", manifest
     assert len(manifest["chunks"]) >= 3
     assert manifest["counts"]["requests"] == line_count
-    results = json.loads(app.read_output("big/results.json"))["results"]
+    results = json.loads(app.read_output("big.jsonl/results.json"))["results"]
     assert len(results) == line_count
     assert [r["request"]["seedItems"] for r in results] == [r["SeedItems"] for r in reqs]
 
@@ -86,7 +86,7 @@ def test_http_start_with_inline_requests_reports_progress_and_writes_marker(app_
     resp = app.post("/batches", json={"input": {"requests": reqs}, "job": {"numberOfResults": 3}})
 
     assert resp.status_code == 202, resp.text
-    instance_id = resp.json()["id"]
+    instance_id = resp.json()["instanceId"]
     seen = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -123,7 +123,7 @@ def test_cancel_through_http_cancels_upstream_and_writes_cancelled(app_factory, 
     app = app_factory(timer_scale=5.0)
     resp = app.post("/batches", json={"input": {"requests": _requests(demo_items, 5)}})
     assert resp.status_code == 202, resp.text
-    instance_id = resp.json()["id"]
+    instance_id = resp.json()["instanceId"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         progress = app.get(f"/batches/{instance_id}").json().get("progress") or {}
@@ -150,18 +150,18 @@ def test_same_blob_version_runs_once_and_a_new_upload_runs_again(app_factory, de
     app = app_factory()
     body = json.dumps({"requests": _requests(demo_items, 3, seed=5)})
     app.upload("twice.json", body)
-    _, first = app.wait_for_marker("twice")
+    _, first = app.wait_for_marker("twice.json")
 
     # A repeated start for the same blob version (what a repeated trigger does) starts nothing.
     again = app.post("/batches", json={"input": {"blob": "twice.json"}})
     assert again.status_code in (200, 202, 409), again.text
-    assert again.json()["id"] == first["instanceId"]
+    assert again.json()["instanceId"] == first["instanceId"]
     time.sleep(2)
-    assert json.loads(app.read_output("twice/_SUCCESS"))["instanceId"] == first["instanceId"]
+    assert json.loads(app.read_output("twice.json/_SUCCESS"))["instanceId"] == first["instanceId"]
 
-    app.output.delete_blob("twice/_SUCCESS")
+    app.output.delete_blob("twice.json/_SUCCESS")
     etag2 = app.upload("twice.json", body)  # a new upload: new ETag, new run
-    _, second = app.wait_for_marker("twice")
+    _, second = app.wait_for_marker("twice.json")
     assert second["instanceId"] != first["instanceId"]
     assert etag2 in json.dumps(second)
 
@@ -174,7 +174,8 @@ def test_two_files_with_one_job_at_a_time_never_overlap_upstream(app_factory, re
     app.upload("one.json", json.dumps({"requests": _requests(demo_items, 30, seed=6)}))
     app.upload("two.json", json.dumps({"requests": _requests(demo_items, 30, seed=7)}))
 
-    results = [app.wait_for_marker("one", timeout=180), app.wait_for_marker("two", timeout=180)]
+    results = [app.wait_for_marker("one.json", timeout=180),
+               app.wait_for_marker("two.json", timeout=180)]
 
     assert [m for m, _ in results] == ["_SUCCESS", "_SUCCESS"], results
     resp = requests.get(f"{recoservice.base_url}/batchjobs",
@@ -199,11 +200,12 @@ def test_devhost_killed_while_polling_resumes_and_finishes_once(app_factory, rec
 
     app.restart(kill=True)
 
-    marker, manifest = app.wait_for_marker("killed", timeout=120)
+    marker, manifest = app.wait_for_marker("killed.json", timeout=120)
     assert marker == "_SUCCESS", manifest
-    names = [b.name for b in app.output.list_blobs(name_starts_with="killed/")]
-    assert sorted(names) == ["killed/_SUCCESS", "killed/errors.txt", "killed/results.json"]
-    assert len(json.loads(app.read_output("killed/results.json"))["results"]) == 10
+    names = [b.name for b in app.output.list_blobs(name_starts_with="killed.json/")]
+    assert sorted(names) == ["killed.json/_SUCCESS", "killed.json/errors.txt",
+                             "killed.json/results.json"]
+    assert len(json.loads(app.read_output("killed.json/results.json"))["results"]) == 10
 
 
 def test_failed_upstream_job_writes_failed_marker(app_factory, reco, demo_items):
@@ -212,7 +214,7 @@ def test_failed_upstream_job_writes_failed_marker(app_factory, reco, demo_items)
     app = app_factory()
     app.upload("fails.json", json.dumps({"requests": _requests(demo_items, 4, seed=9)}))
 
-    marker, manifest = app.wait_for_marker("fails")
+    marker, manifest = app.wait_for_marker("fails.json")
 
     assert marker == "_FAILED"
     assert manifest["code"] == "UpstreamJobFailed"
@@ -224,7 +226,7 @@ def test_upstream_job_that_never_finishes_times_out(app_factory, reco, demo_item
     app = app_factory(timer_scale=60.0, JOB_TIMEOUT_MINUTES="1")
     app.upload("stuck.json", json.dumps({"requests": _requests(demo_items, 4, seed=10)}))
 
-    marker, manifest = app.wait_for_marker("stuck", timeout=120)
+    marker, manifest = app.wait_for_marker("stuck.json", timeout=120)
 
     assert marker == "_FAILED"
     assert manifest["code"] == "JobTimedOut"
@@ -235,7 +237,7 @@ def test_invalid_input_fails_without_contacting_the_service(app_factory, recoser
     since = time.time() - 1
     app.upload("broken.json", "{not json")
 
-    marker, manifest = app.wait_for_marker("broken")
+    marker, manifest = app.wait_for_marker("broken.json")
 
     assert marker == "_FAILED"
     assert manifest["code"] == "InvalidInput"

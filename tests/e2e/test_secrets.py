@@ -17,7 +17,7 @@ def test_no_key_or_sas_token_in_history_status_markers_or_logs(app_factory, demo
                                                                recoservice, dump_sqlite):
     app = app_factory()
     app.upload("secret.json", json.dumps({"requests": [{"SeedItems": demo_items[:3]}]}))
-    marker, _ = app.wait_for_marker("secret")
+    marker, _ = app.wait_for_marker("secret.json")
     assert marker == "_SUCCESS"
     key = app.settings["RECO_SUBSCRIPTION_KEY"]
     account_key = app.settings["AzureWebJobsStorage"].split("AccountKey=")[1].split(";")[0]
@@ -25,7 +25,7 @@ def test_no_key_or_sas_token_in_history_status_markers_or_logs(app_factory, demo
     stored = dump_sqlite(app.workdir / "state" / "devhost.db")
     texts = {
         "devhost state": stored,
-        "marker": app.read_output("secret/_SUCCESS").decode(),
+        "marker": app.read_output("secret.json/_SUCCESS").decode(),
         "devhost log": app.service.log.read_text(errors="replace"),
         "recoservice log": recoservice.service.log.read_text(errors="replace"),
     }

@@ -1,6 +1,6 @@
 """A re-upload while the older upload's run is still in flight: the newer upload's output wins.
 
-Both runs write to the same folder (``batch-output/<name without extension>/``); the older run
+Both runs write to the same folder (``batch-output/<input name>/``); the older run
 finds its input ETag replaced before writing, writes nothing and completes as ``Superseded``.
 """
 
@@ -80,18 +80,18 @@ def test_older_run_finishing_last_leaves_the_newer_uploads_output(app_factory, r
         time.sleep(0.2)
     v2 = _body(demo_items, 2)
     etag2 = app.upload("same.json", v2)
-    success = _wait_success_of(app, "same", etag2, timeout=15)
+    success = _wait_success_of(app, "same.json", etag2, timeout=15)
 
     final = _wait_done(app, run1)
 
     assert final["runtimeStatus"] == "Completed", final
     assert final["result"]["status"] == "Superseded"
     assert final["progress"]["phase"] == "superseded"
-    marker = json.loads(app.read_output("same/_SUCCESS"))
+    marker = json.loads(app.read_output("same.json/_SUCCESS"))
     assert marker["instanceId"] == success["instanceId"] == _run_id(app, "same.json", etag2)
     assert marker["input"]["etag"].strip('"') == etag2
-    assert app.read_output("same/_FAILED") is None
-    assert _seeds(app, "same") == [r["SeedItems"] for r in json.loads(v2)["requests"]]
+    assert app.read_output("same.json/_FAILED") is None
+    assert _seeds(app, "same.json") == [r["SeedItems"] for r in json.loads(v2)["requests"]]
 
 
 def test_cancelled_older_run_writes_no_failed_marker_over_the_newer_upload(app_factory, reco,
@@ -110,13 +110,13 @@ def test_cancelled_older_run_writes_no_failed_marker_over_the_newer_upload(app_f
     cancel = app.post(f"/batches/{run1}/cancel")
     assert cancel.status_code == 202, cancel.text
     final = _wait_done(app, run1)
-    failed_after_run1 = app.read_output("again/_FAILED")
-    success = _wait_success_of(app, "again", etag2)
+    failed_after_run1 = app.read_output("again.json/_FAILED")
+    success = _wait_success_of(app, "again.json", etag2)
 
     assert final["runtimeStatus"] == "Completed", final
     assert final["result"]["status"] == "Superseded"
     assert failed_after_run1 is None
-    assert app.read_output("again/_FAILED") is None
+    assert app.read_output("again.json/_FAILED") is None
     assert success["instanceId"] == _run_id(app, "again.json", etag2)
     assert success["input"]["etag"].strip('"') == etag2
-    assert _seeds(app, "again") == [r["SeedItems"] for r in json.loads(v2)["requests"]]
+    assert _seeds(app, "again.json") == [r["SeedItems"] for r in json.loads(v2)["requests"]]

@@ -38,8 +38,8 @@ def chunk_done(item: Scheduled, status: str = "Succeeded", code: str | None = No
             "results": 10 if status == "Succeeded" else 0}
 
 
-MERGED = {"results": {"name": "daily/requests/results.json", "size": 10, "md5": "x"},
-          "errors": {"name": "daily/requests/errors.txt", "size": 0, "md5": "y"},
+MERGED = {"results": {"name": "daily/requests.json/results.json", "size": 10, "md5": "x"},
+          "errors": {"name": "daily/requests.json/errors.txt", "size": 0, "md5": "y"},
           "counts": {"results": 20, "errors": 0}}
 
 
@@ -56,7 +56,7 @@ def batch_responder(chunks: int, chunk_status: dict[str, tuple] | None = None):
         if item.name == "merge_results":
             return MERGED
         if item.name == "write_marker":
-            return {"name": "daily/requests/_MARKER"}
+            return {"name": "daily/requests.json/_MARKER"}
         raise AssertionError(f"unexpected {item}")
 
     return respond

@@ -45,7 +45,7 @@ def test_refused_input_writes_failed_marker_and_contacts_no_upstream(batch_run, 
     def respond(item, _run):
         if item.name == "prepare_batch":
             return (FAIL, f"Activity function 'prepare_batch' failed: {code}: line 3 is bad.")
-        return {"name": "daily/requests/_FAILED"}
+        return {"name": "daily/requests.json/_FAILED"}
 
     drive(run, respond)
 
@@ -100,7 +100,7 @@ def test_custom_status_shows_progress_and_running_chunk_ids(batch_run):
     assert run.custom_status == {
         "phase": "running", "requests": 50,
         "chunks": {"total": 5, "running": 2, "succeeded": 1, "failed": 0},
-        "runningChunks": CHUNK_IDS[1:3], "output": "batch-output/daily/requests/"}
+        "runningChunks": CHUNK_IDS[1:3], "output": "batch-output/daily/requests.json/"}
 
 
 def test_merge_comes_after_all_chunks_and_the_success_marker_last(batch_run):

@@ -39,4 +39,4 @@ def test_wait_ends_with_code_3_when_the_blob_is_uploaded_again(app_settings, blo
 
     assert code == 3
     assert "replaced by a newer upload" in out.getvalue()
-    assert f"{app_settings.output_container}/cli-superseded/" in out.getvalue()
+    assert f"{app_settings.output_container}/cli-superseded.json/" in out.getvalue()

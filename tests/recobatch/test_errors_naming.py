@@ -57,11 +57,22 @@ def test_work_and_output_names():
     assert naming.rejected_blob("rb-1") == "rb-1/rejected.jsonl"
     assert naming.cancel_blob("rb-1") == "rb-1/_CANCEL"
     assert naming.chunk_orchestration_id("rb-1", 12) == "rb-1:chunk-00012"
-    assert naming.results_blob("in/day.1.json") == "in/day.1/results.json"
+    assert naming.results_blob("in/day.1.json") == "in/day.1.json/results.json"
     assert naming.errors_blob("plain") == "plain/errors.txt"
-    assert naming.success_marker_blob("x.jsonl") == "x/_SUCCESS"
-    assert naming.failed_marker_blob("x.jsonl") == "x/_FAILED"
+    assert naming.success_marker_blob("x.jsonl") == "x.jsonl/_SUCCESS"
+    assert naming.failed_marker_blob("x.jsonl") == "x.jsonl/_FAILED"
     assert naming.chunk_number("chunk-00042") == 42
+
+
+def test_each_input_name_owns_its_own_output_folder():
+    # report.json and report.jsonl are two inputs (two runs): one folder would let either
+    # overwrite the other's results and delete its marker.
+    names = ["report.json", "report.jsonl", "report.ndjson", "report", "d/report.json"]
+
+    prefixes = [naming.output_prefix(name) for name in names]
+
+    assert prefixes == ["report.json/", "report.jsonl/", "report.ndjson/", "report/",
+                        "d/report.json/"]
 
 
 @pytest.mark.parametrize("bad", [0, -1, "chunk-1", "other", True])

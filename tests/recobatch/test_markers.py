@@ -61,9 +61,9 @@ def test_write_marker_scrubs_secrets_and_leaves_one_marker(container):
     body = container.get_blob_client(failed).download_blob().readall().decode()
     success = markers.write_marker(container, "success", "d/a.json", {"kind": "success"})
 
-    assert failed == "d/a/_FAILED" and success == "d/a/_SUCCESS"
+    assert failed == "d/a.json/_FAILED" and success == "d/a.json/_SUCCESS"
     assert "SECRETSIG" not in body
     doc = json.loads(body)
     assert doc["writtenAt"] == now.isoformat() and doc["inputName"] == "d/a.json"
-    assert sorted(b.name for b in container.list_blobs(name_starts_with="d/a/")) == \
-        ["d/a/_SUCCESS"]
+    assert sorted(b.name for b in container.list_blobs(name_starts_with="d/a.json/")) == \
+        ["d/a.json/_SUCCESS"]

@@ -108,3 +108,20 @@ def test_a_non_finite_number_is_refused_naming_the_setting(name, value):
         load_settings({**BASE, name: value})
 
     assert name in caught.value.message
+
+
+@pytest.mark.parametrize(("same", "names"), [
+    ({"BATCH_OUTPUT_CONTAINER": "batch-input"},
+     ("BATCH_INPUT_CONTAINER", "BATCH_OUTPUT_CONTAINER")),
+    ({"BATCH_WORK_CONTAINER": "batch-input"}, ("BATCH_INPUT_CONTAINER", "BATCH_WORK_CONTAINER")),
+    ({"BATCH_WORK_CONTAINER": "shared", "BATCH_OUTPUT_CONTAINER": "shared"},
+     ("BATCH_OUTPUT_CONTAINER", "BATCH_WORK_CONTAINER")),
+])
+def test_input_output_and_work_containers_must_differ(same, names):
+    # One container for two roles: the blob trigger would fire on outputs, or a run's
+    # work blobs would land among the results.
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**BASE, **same})
+
+    for name in names:
+        assert name in caught.value.message

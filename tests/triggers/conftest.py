@@ -35,6 +35,14 @@ class TriggerApp:
     blob_service: Any
 
     @property
+    def master_key(self) -> str:
+        return MASTER_KEY
+
+    @property
+    def base_url(self) -> str:
+        return str(self.service.extra["base_url"])
+
+    @property
     def api(self) -> str:
         return f"{self.service.extra['base_url']}/api"
 

@@ -29,8 +29,8 @@ def test_inline_requests_are_saved_then_run_to_success(app, demo_items):
     assert body["instanceId"] == naming.instance_id(app.settings["BATCH_INPUT_CONTAINER"],
                                                     name, etag)
     assert body["started"] is True
-    assert body["instanceId"] in body["statusQueryGetUri"]
-    assert resp.headers["Location"] == body["statusQueryGetUri"]
+    assert body["statusUri"] == f"{app.api}/batches/{body['instanceId']}"
+    assert resp.headers["Location"] == body["statusUri"]
 
     done = app.wait_done(body["instanceId"])
 

@@ -13,6 +13,7 @@ import socket
 import azure.functions as func
 import pytest
 
+from recobatch.limits import MAX_HTTP_BODY_BYTES, MAX_JSON_DEPTH
 from recobatch.settings import get_settings
 from triggers import get_batch, start_batch
 
@@ -122,11 +123,70 @@ def test_get_with_an_id_we_never_issue_is_404(bad_id):
     assert error_of(resp)["code"] == "NotFound"
 
 
-
-
-def test_non_finite_minimal_score_is_400(settings_env):
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_numbers_are_400(settings_env, literal):
     # Python's json accepts NaN/Infinity; the service and the saved file must never see them.
-    resp = post(b'{"input": {"requests": [{"SeedItems": ["a"]}]}, "job": {"minimalScore": NaN}}')
+    resp = post(b'{"input": {"requests": [{"SeedItems": ["a"]}]}, "job": {"minimalScore": '
+                + literal + b"}}")
 
     assert resp.status_code == 400
-    assert "job.minimalScore" in error_of(resp)["message"]
+    assert "not valid JSON" in error_of(resp)["message"]
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(settings_env):
+    # not JSON at all: a parser that ran first would answer 400
+    resp = post(b"x" * (MAX_HTTP_BODY_BYTES + 1))
+
+    assert resp.status_code == 413
+    assert error_of(resp)["code"] == "BodyTooLarge"
+    assert f"{MAX_HTTP_BODY_BYTES:,}" in error_of(resp)["message"]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000, 200_000])
+def test_nesting_past_the_depth_limit_is_400(settings_env, depth):
+    inner = b"[" * depth + b"]" * depth
+    resp = post(b'{"input": {"requests": [{"SeedItems": ["a"]}]}, "job": {"x": ' + inner + b"}}")
+
+    assert resp.status_code == 400
+    assert "nested" in error_of(resp)["message"]
+    assert str(MAX_JSON_DEPTH) in error_of(resp)["message"]
+
+
+@pytest.mark.parametrize("name", [
+    "a/./b.json", "a//b.json", "../x.json", "a/../b.json", "./a.json", "a\\b.json",
+    "/a.json", "a/", "a.json.", "a/b\x00.json", "a\nb.json", " a.json", "a.json ",
+    "cafe\u0301.json",  # not NFC: the same name as "café.json" to a reader, not to storage
+    "x" * 1025,
+])
+def test_non_canonical_blob_names_are_400(settings_env, name):
+    resp = post({"input": {"blob": name}})
+
+    assert resp.status_code == 400
+    assert "input.blob" in error_of(resp)["message"]
+    assert len(error_of(resp)["message"]) <= 300
+
+
+def test_unknown_keys_are_listed_at_most_five_and_bounded(settings_env):
+    body = {f"{'k' * 1000}{i}": 1 for i in range(20)}
+    body["input"] = {"blob": "a.json"}
+
+    resp = post(body)
+
+    message = error_of(resp)["message"]
+    assert resp.status_code == 400
+    assert "and 15 more" in message and len(message) <= 300
+
+
+def test_unknown_keys_of_input_are_listed_bounded(settings_env):
+    resp = post({"input": {"blob": "a.json", **{"z" * 5000 + str(i): 1 for i in range(9)}}})
+
+    message = error_of(resp)["message"]
+    assert resp.status_code == 400
+    assert "and 4 more" in message and len(message) <= 300
+
+
+def test_unknown_job_setting_with_a_huge_name_is_400_bounded(settings_env):
+    resp = post({"input": {"requests": [{"SeedItems": ["a"]}]}, "job": {"q" * 100_000: 1}})
+
+    assert resp.status_code == 400
+    assert len(error_of(resp)["message"]) <= 300
