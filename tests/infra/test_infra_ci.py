@@ -4,6 +4,7 @@ dev container brings the tools the README's deploy section needs."""
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from infra_helpers import ROOT
@@ -30,3 +31,17 @@ def test_dev_container_has_python_node_and_the_azure_tools():
     for tool in ("azure-cli", "azure-dev/azd", "azure-functions-core-tools"):
         assert tool in features, tool
     assert container["postCreateCommand"] == "make setup"
+
+
+def test_every_azd_variable_the_readme_names_feeds_a_parameter():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme[readme.index("## Deploy to Azure"):]
+    section = section[:section.index("\n## ", 1)]
+    parameters = (ROOT / "infra" / "main.parameters.json").read_text("utf-8")
+
+    named = set(re.findall(r"azd env set ([A-Z][A-Z0-9_]+)", section))
+    named |= set(re.findall(r"^\| ([A-Z][A-Z0-9_]+)[ ,]", section, re.M))
+    assert "RECO_MODEL_ID" in named
+    fed = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", parameters))
+    assert named <= fed, named - fed
+    assert "azd up" in section and "azd down" in section
