@@ -54,7 +54,7 @@ FORBIDDEN = ("listKeys", "AccountKey=", "DefaultEndpointsProtocol", "SharedAcces
 
 def function_app_settings() -> dict[str, object]:
     """Every app setting the deployment gives the function app: main.bicep's plus the module's."""
-    module = parse("main.bicep")["modules"]["function"]["config"]
+    module = parse("main.bicep")["modules"]["functionApp"]["config"]
     settings = object_keys(module["params"]["appSettings"])
     resource = resources_of_type(parse("app/function.bicep"), "Microsoft.Web/sites/config")
     (config,) = resource.values()
@@ -159,7 +159,7 @@ def test_the_identity_given_roles_is_the_one_the_function_app_runs_as():
     modules = parse("main.bicep")["modules"]
 
     rbac = modules["rbac"]["config"]["params"]
-    function = modules["function"]["config"]["params"]
+    function = modules["functionApp"]["config"]["params"]
     assert accessor_path(rbac["appPrincipalId"]) == ["identities", "outputs",
                                                      "functionPrincipalId"]
     assert accessor_path(function["identityId"]) == ["identities", "outputs",
