@@ -152,6 +152,9 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
           env: concat([
             { name: 'RECOSERVICE_KEYS', secretRef: 'subscription-key' }
             { name: 'AZURE_CLIENT_ID', value: identityClientId }
+            // uvicorn trusts X-Forwarded-Proto from the ingress proxy, so the URLs recoservice
+            // builds (Operation-Location) say https, not the plain http the proxy forwards.
+            { name: 'FORWARDED_ALLOW_IPS', value: '*' }
           ], postgresEnv)
           resources: {
             cpu: json('1.0')

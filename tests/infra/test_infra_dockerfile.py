@@ -248,3 +248,11 @@ def test_the_container_apps_command_line_serves_from_the_build_context(tmp_path)
     assert openapi.status_code == 200
     assert anonymous.status_code == 401
     assert keyed.status_code == 200
+
+
+def test_recoservice_trusts_the_ingress_proxy_for_the_scheme():
+    (container,) = container_app()["properties"]["template"]["containers"]
+    fixed = container["env"]["function"]["parameters"]["arg_1"]
+
+    assert {"name": "FORWARDED_ALLOW_IPS", "value": "*"} in fixed
+    assert {"name": "RECOSERVICE_KEYS", "secretRef": "subscription-key"} in fixed
