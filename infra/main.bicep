@@ -81,7 +81,7 @@ param recoserviceImage string = ''
 var tags = { 'azd-env-name': environmentName }
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var deployRecoservice = empty(recoEndpoint)
-var usePostgres = deployRecoservice && recoserviceStateMode == 'postgres'
+var usePostgres = deployRecoservice && (recoserviceStateMode == 'postgres')
 
 // Container names: the app settings below and the storage module both read them from here.
 var inputContainerName = 'batch-input'

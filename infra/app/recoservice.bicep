@@ -13,7 +13,7 @@ param logAnalyticsWorkspaceId string
 param identityId string
 param identityClientId string
 param identityPrincipalId string
-@description('Image to run; empty: a public placeholder until azd deploys the real one.')
+@description('Image to run; empty: a public placeholder (unhealthy on this port and these probes) until azd deploys the real one.')
 param image string
 param keySecretUri string
 @description('Host batch jobs may read and write (--allow-blob-host).')
@@ -141,9 +141,13 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
       containers: [
         {
           name: 'recoservice'
+          // Only the image differs between the first provision and later ones: azd deploy swaps
+          // the image alone, so args and probes must already be the real ones. A later provision
+          // then changes nothing in the template and starts no new revision (which, in ephemeral
+          // mode, would drop the state).
           image: usePlaceholder ? placeholderImage : image
           // Replaces the Dockerfile's CMD (its ENTRYPOINT keeps --host and --port).
-          args: usePlaceholder ? [] : [
+          args: [
             '--state-dir'
             stateDir
             '--allow-blob-host'
@@ -160,7 +164,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
             cpu: json('1.0')
             memory: '2Gi'
           }
-          probes: usePlaceholder ? [] : [
+          probes: [
             {
               type: 'Liveness'
               httpGet: { path: '/openapi.json', port: port }

@@ -74,12 +74,14 @@ def container_app() -> dict:
     return app["config"]
 
 
+def container() -> dict:
+    (only,) = container_app()["properties"]["template"]["containers"]
+    return only
+
+
 def container_args() -> list[str]:
-    """The args the Container App gives the real image (the non-placeholder branch)."""
-    (container,) = container_app()["properties"]["template"]["containers"]
-    conditional = container["args"]["operator"]
-    assert conditional["operands"]["condition"] == "usePlaceholder"
-    return conditional["operands"]["false_value"]
+    """The args the Container App gives the image (replacing its CMD)."""
+    return container()["args"]
 
 
 def test_image_is_slim_python_311_and_runs_as_non_root():
@@ -256,3 +258,16 @@ def test_recoservice_trusts_the_ingress_proxy_for_the_scheme():
 
     assert {"name": "FORWARDED_ALLOW_IPS", "value": "*"} in fixed
     assert {"name": "RECOSERVICE_KEYS", "secretRef": "subscription-key"} in fixed
+
+
+def test_only_the_image_differs_before_and_after_the_first_deploy():
+    # azd deploy replaces the image alone: args, probes and env must not depend on it, or the
+    # next provision would start a new revision (and drop an ephemeral state).
+    spec = container()
+    image = spec["image"]["operator"]
+
+    assert image["type"] == "conditional"
+    assert image["operands"]["condition"] == "usePlaceholder"
+    for field in ("args", "probes", "env", "volumeMounts"):
+        assert "usePlaceholder" not in str(spec[field]), field
+    assert {p["type"] for p in spec["probes"]} == {"Liveness", "Readiness"}
