@@ -263,3 +263,33 @@ def test_every_checkov_skip_gives_a_reason():
             if match:
                 reason = match.group(2).lstrip(":").strip()
                 assert len(reason) >= 20, f"{path.name}: {match.group(1)} has no reason"
+
+
+def module_calls() -> list[tuple[str, dict, dict]]:
+    """``(symbol, params given, module file parsed)`` for every module main.bicep calls."""
+    calls = []
+    for name, module in parse("main.bicep")["modules"].items():
+        config, _condition = body(module)
+        if "loop_type" in config:  # [for ...: {...}]
+            config = config["config"]
+        calls.append((name, config["params"], parse(module["detail"]["path"])))
+    return calls
+
+
+def test_main_passes_every_required_parameter_and_no_unknown_one():
+    # What `bicep build` would report as a missing or unknown module parameter.
+    for name, given, module in module_calls():
+        declared = module["parameters"]
+        required = {p for p, spec in declared.items() if "default" not in spec}
+        assert set(given) <= set(declared), f"{name}: unknown {set(given) - set(declared)}"
+        assert required <= set(given), f"{name}: missing {required - set(given)}"
+
+
+def test_every_module_output_main_reads_exists():
+    text = (INFRA / "main.bicep").read_text(encoding="utf-8")
+    modules = {name: module for name, _given, module in module_calls()}
+
+    used = re.findall(r"\b([A-Za-z]+)\.outputs\.([A-Za-z]+)", text)
+    assert used
+    for symbol, output in used:
+        assert output in modules[symbol]["outputs"], f"{symbol}.outputs.{output}"
