@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 
-.PHONY: help setup test lint run demo bench clean
+.PHONY: help setup shellcheck test lint run demo bench clean
 
 help:
-	@echo "make test   - set up .venv and Azurite, run ruff and every test (what CI runs)"
+	@echo "make test   - set up .venv, Azurite and the infra checkers, run ruff and every test (what CI runs)"
 	@echo "make run    - start Azurite + recoservice (--demo) + devhost locally"
 	@echo "make demo   - like run, then submit the samples, wait, print the results, stop"
 	@echo "make bench  - run the benchmarks under bench/ (prints figures)"
@@ -25,7 +25,25 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+# checkov (tests/infra) in its own venv: it pins versions the app's venv must not be held to.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
+# shellcheck (tests/infra, the azd hook scripts) from Debian's packages when root, as in CI;
+# elsewhere its test is skipped unless CI is set.
+shellcheck:
+	@command -v shellcheck >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; \
+	  else echo "shellcheck is not installed (apt-get install shellcheck): its test is skipped"; fi; }
+
+setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) shellcheck
 
 lint: setup
 	$(VENV)/bin/ruff check .
