@@ -53,6 +53,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AzureWebJobsStorage__clientId", None,
                 "Client id of a user-assigned identity (needs `__credential` = "
                 "`managedidentity`); unset: the system-assigned identity."),
+    SettingSpec("TASKHUB_NAME", None,
+                "Durable Functions task hub (host.json `hubName` is `%TASKHUB_NAME%`; the "
+                "host, not recobatch, reads it): letters and digits, starting with a letter. "
+                "Give each app or slot sharing a storage account its own.", True),
     SettingSpec("RECO_ENDPOINT", None,
                 "Recommendations API base URL, ending with `/recommendations/v4.0`.", True),
     SettingSpec("RECO_SUBSCRIPTION_KEY", None,

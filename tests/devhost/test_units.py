@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
+from devhost.__main__ import task_hub
 from devhost.blobtrigger import BlobPath, quoted
 from devhost.durable import events as ev
 from devhost.durable.client_api import _json_text
@@ -14,6 +16,7 @@ from devhost.durable.clock import Clock, iso
 from devhost.durable.episode import _diverges, _retry_delay_ms
 from devhost.durable.store import Store, post_event
 from devhost.http import route_path
+from devhost.services import REPO_ROOT
 
 
 @pytest.mark.parametrize(("route", "path"), [
@@ -109,3 +112,25 @@ def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tm
     clock = Clock(store, scale=1.0)
 
     assert clock.now() >= ahead
+
+
+def test_task_hub_name_is_resolved_from_the_app_setting_host_json_names(monkeypatch) -> None:
+    monkeypatch.setenv("TASKHUB_NAME", "RecobatchStaging")
+
+    assert task_hub(REPO_ROOT) == "RecobatchStaging"  # host.json: "hubName": "%TASKHUB_NAME%"
+    sample = json.loads((REPO_ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert sample["TASKHUB_NAME"] == "RecobatchHub"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "app setting 'TASKHUB_NAME' (host.json extensions.durableTask.hubName) is not set"),
+    ("recobatch-hub", "must be 3-45 letters and digits"),
+])
+def test_a_missing_or_invalid_task_hub_name_stops_the_start(monkeypatch, value, message) -> None:
+    if value is None:
+        monkeypatch.delenv("TASKHUB_NAME", raising=False)
+    else:
+        monkeypatch.setenv("TASKHUB_NAME", value)
+
+    with pytest.raises(KeyError, match=re.escape(message)):
+        task_hub(REPO_ROOT)

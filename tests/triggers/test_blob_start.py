@@ -201,7 +201,7 @@ def test_firing_for_a_500_mb_blob_does_not_read_it_into_devhost(
     tag = uuid.uuid4().hex[:8]
     settings = {
         "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
-        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "FUNCTIONS_WORKER_RUNTIME": "python", "TASKHUB_NAME": "BigBlobHub",
         # never contacted: the run stops at InputTooLarge before any upstream call
         "RECO_ENDPOINT": "http://127.0.0.1:9/recommendations/v4.0",
         "RECO_SUBSCRIPTION_KEY": "unused", "RECO_MODEL_ID": "unused",
