@@ -1,13 +1,11 @@
-"""The blob trigger: indexed as an SDK-type binding with the configured source, its user code
-called with the BlobClient the worker builds (and a real durable client bound to devhost), and
-devhost firing it for a 500 MB blob without reading it."""
+"""The blob trigger's user code called with the BlobClient the worker builds (and a real durable
+client bound to devhost), and devhost firing it for a 500 MB blob without reading it. How it is
+indexed (SDK-type binding, source): tests/test_indexing.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -58,49 +56,6 @@ def upload(app, name: str, items: list[str]) -> None:
 def app_env(app_env, run_async):
     app_env.run_async = run_async
     return app_env
-
-
-def _indexed_trigger(env: dict[str, str]) -> dict:
-    """The blob trigger's raw binding, indexing function_app.py in a fresh process (the source
-    is read when the app is indexed)."""
-    code = ("import json; from pathlib import Path; from devhost.indexer import load_app; "
-            "print(json.dumps(next(f.trigger for f in load_app(Path('.')) "
-            "if f.name == 'start_batch_from_blob')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, **env}, check=False)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize(("setting", "source"), [
-    (None, "LogsAndContainerScan"), ("EventGrid", "EventGrid"),
-    ("LogsAndContainerScan", "LogsAndContainerScan")])
-def test_trigger_is_an_sdk_type_binding_with_the_configured_source(setting, source):
-    env = {"BATCH_INPUT_CONTAINER": "in"}
-    if setting:
-        env["BATCH_TRIGGER_SOURCE"] = setting
-    else:
-        env["BATCH_TRIGGER_SOURCE"] = ""  # unset: the default
-
-    trigger = _indexed_trigger(env)
-
-    # as azure-functions-runtime's loader indexes it (checked with its get_fx_raw_bindings):
-    # the flag makes the host send a reference to the blob, not the blob
-    assert trigger == {"direction": "IN", "type": "blobTrigger", "name": "blob",
-                       "path": "%BATCH_INPUT_CONTAINER%/{name}",
-                       "connection": "AzureWebJobsStorage", "source": source,
-                       "properties": {"SupportsDeferredBinding": True}}
-
-
-def test_a_bad_trigger_source_stops_indexing_naming_the_setting():
-    code = "from pathlib import Path; from devhost.indexer import load_app; load_app(Path('.'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120, check=False,
-                         env={**os.environ, "BATCH_INPUT_CONTAINER": "in",
-                              "BATCH_TRIGGER_SOURCE": "Polling"})
-
-    assert out.returncode != 0
-    assert "BATCH_TRIGGER_SOURCE must be one of EventGrid, LogsAndContainerScan" in out.stderr
 
 
 def test_trigger_starts_the_run_named_after_the_blob_version(app_env, demo_items):
