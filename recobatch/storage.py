@@ -164,7 +164,10 @@ def sas_location(blob: BlobClient, permission: str, expiry: datetime,
     perms = BlobSasPermissions.from_string(permission)
     credential = blob.credential
     account_key = getattr(credential, "account_key", None)
-    account = str(blob.account_name)
+    # A BlobClient made from a container of an IP-style endpoint (Azurite, private endpoints:
+    # https://host/account/container) names its account "account/container"; the service
+    # client names it right, and the signature covers it.
+    account = str(service.account_name if service is not None else blob.account_name)
     try:
         if account_key:
             token = generate_blob_sas(account, blob.container_name, blob.blob_name,
