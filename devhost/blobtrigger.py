@@ -227,9 +227,13 @@ class BlobTrigger:
                      "skipped", self.info.name, self.path.container, blob.name)
             self._record(blob, "skipped", attempts)
             return
+        except Exception as exc:  # a binding that cannot be made fails the attempt, as on the host
+            argument = exc
         log.info("blob trigger %s fired for %s/%s (%s, attempt %d)", self.info.name,
                  self.path.container, blob.name, self.source, attempts + 1)
         try:
+            if isinstance(argument, Exception):
+                raise argument
             kwargs: dict[str, Any] = {self.info.arg_name: argument}
             if self.info.client_binding:
                 kwargs[self.info.client_binding] = self.client_binding
