@@ -52,7 +52,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "(managed identity in Azure, your developer login locally)."),
     SettingSpec("AzureWebJobsStorage__clientId", None,
                 "Client id of a user-assigned identity (needs `__credential` = "
-                "`managedidentity`); unset: the system-assigned identity."),
+                "`managedidentity`); unset: the system-assigned identity. Locally, with "
+                "`__tenantId` and `__clientSecret`: a service principal."),
+    SettingSpec("AzureWebJobsStorage__tenantId", None,
+                "Local development only: the service principal's tenant (with `__clientId` and "
+                "`__clientSecret`)."),
+    SettingSpec("AzureWebJobsStorage__clientSecret", None,
+                "Local development only: the service principal's secret; never logged."),
     SettingSpec("TASKHUB_NAME", None,
                 "Durable Functions task hub (host.json `hubName` is `%TASKHUB_NAME%`; the "
                 "host, not recobatch, reads it): letters and digits, starting with a letter. "
@@ -100,6 +106,7 @@ class StorageIdentity:
 
     ``client_id`` names a user-assigned managed identity; ``credential`` is
     ``"managedidentity"`` (managed identity only) or ``None`` (the default credential chain).
+    ``tenant_id`` + ``client_id`` + ``client_secret``: a service principal (local development).
     """
 
     blob_service_uri: str
@@ -107,6 +114,8 @@ class StorageIdentity:
     table_service_uri: str
     credential: str | None = None
     client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,9 @@ def storage_identity(env: Mapping[str, str]) -> StorageIdentity | None:
     Documented forms (Azure Functions, "Connecting to host storage with an identity"):
     ``__accountName``; or ``__blobServiceUri`` + ``__queueServiceUri`` + ``__tableServiceUri``
     (the host and Durable Functions use all three services); each with optional
-    ``__credential`` = ``managedidentity`` and ``__clientId`` for a user-assigned identity.
+    ``__credential`` = ``managedidentity`` and ``__clientId`` for a user-assigned identity, or,
+    for local development, ``__tenantId`` + ``__clientId`` + ``__clientSecret`` (a service
+    principal).
     """
     def value(suffix: str) -> str | None:
         return _raw(env, f"{STORAGE}__{suffix}")
@@ -209,8 +220,9 @@ def storage_identity(env: Mapping[str, str]) -> StorageIdentity | None:
     account = value("accountName")
     uris = {kind: value(f"{kind}ServiceUri") for kind in ("blob", "queue", "table")}
     credential, client_id = value("credential"), value("clientId")
+    tenant_id, client_secret = value("tenantId"), value("clientSecret")
     if account is None and not any(uris.values()):
-        if credential or client_id:
+        if credential or client_id or tenant_id or client_secret:
             raise ConfigurationError(
                 f"the app setting {STORAGE}__accountName (or {STORAGE}__blobServiceUri, "
                 f"__queueServiceUri and __tableServiceUri) is missing: "
@@ -236,15 +248,30 @@ def storage_identity(env: Mapping[str, str]) -> StorageIdentity | None:
     if credential is not None and credential.lower() != MANAGED_IDENTITY:
         raise ConfigurationError(f"the app setting {STORAGE}__credential must be "
                                  f"{MANAGED_IDENTITY!r} (or unset), got {credential!r}.")
-    if client_id is not None and credential is None:
+    principal = {"tenantId": tenant_id, "clientSecret": client_secret}
+    if credential is None and (tenant_id or client_secret):
+        missing = [f"{STORAGE}__{name}" for name, v in
+                   {"clientId": client_id, **principal}.items() if not v]
+        if missing:
+            raise ConfigurationError(f"a service principal needs {STORAGE}__tenantId, "
+                                     f"__clientId and __clientSecret: the app setting"
+                                     f"{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
+                                     f"{'are' if len(missing) > 1 else 'is'} missing.")
+    elif client_id is not None and credential is None:
         raise ConfigurationError(f"the app setting {STORAGE}__credential is missing: "
                                  f"{STORAGE}__clientId (a user-assigned identity) is used only "
-                                 f"with {STORAGE}__credential = {MANAGED_IDENTITY}.")
+                                 f"with {STORAGE}__credential = {MANAGED_IDENTITY} (or with "
+                                 f"__tenantId and __clientSecret for a service principal).")
+    if credential is not None and (tenant_id or client_secret):
+        raise ConfigurationError(f"the app settings {STORAGE}__tenantId/__clientSecret (a "
+                                 f"service principal) contradict {STORAGE}__credential = "
+                                 f"{MANAGED_IDENTITY}: use one.")
     return StorageIdentity(blob_service_uri=str(uris["blob"]).rstrip("/"),
                            queue_service_uri=str(uris["queue"]).rstrip("/"),
                            table_service_uri=str(uris["table"]).rstrip("/"),
                            credential=MANAGED_IDENTITY if credential else None,
-                           client_id=client_id)
+                           client_id=client_id, tenant_id=tenant_id,
+                           client_secret=client_secret)
 
 
 def _check_delegation_lifetime(timeout_minutes: float) -> None:

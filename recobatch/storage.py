@@ -97,13 +97,21 @@ def credential_for(identity: StorageIdentity) -> TokenCredential:
     """The token credential of an identity-based connection, as the Functions host builds it.
 
     ``__credential=managedidentity``: a managed identity only, the user-assigned one named by
-    ``__clientId`` if set, else the system-assigned one. Unset: the default chain (the app's
-    managed identity in Azure, the developer's login locally).
+    ``__clientId`` if set, else the system-assigned one. ``__tenantId`` + ``__clientId`` +
+    ``__clientSecret``: that service principal (local development). Else the default chain (the
+    app's managed identity in Azure, the developer's login locally).
     """
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+    from azure.identity import (
+        ClientSecretCredential,
+        DefaultAzureCredential,
+        ManagedIdentityCredential,
+    )
 
     if identity.credential == MANAGED_IDENTITY:
         return ManagedIdentityCredential(client_id=identity.client_id)
+    if identity.client_secret and identity.tenant_id and identity.client_id:
+        return ClientSecretCredential(identity.tenant_id, identity.client_id,
+                                      identity.client_secret)
     return DefaultAzureCredential()
 
 

@@ -130,6 +130,32 @@ def test_a_bad_identity_setting_is_named(extra, named):
     assert named in caught.value.message
 
 
+def test_service_principal_for_local_development():
+    settings = load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct",
+                              "AzureWebJobsStorage__tenantId": "tenant-1",
+                              "AzureWebJobsStorage__clientId": "sp-1",
+                              "AzureWebJobsStorage__clientSecret": "sp-secret"})
+
+    assert settings.storage_identity is not None
+    assert (settings.storage_identity.tenant_id, settings.storage_identity.client_id) == (
+        "tenant-1", "sp-1")
+    assert "sp-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"AzureWebJobsStorage__tenantId": "t", "AzureWebJobsStorage__clientId": "c"},
+     "AzureWebJobsStorage__clientSecret"),
+    ({"AzureWebJobsStorage__clientSecret": "s"}, "AzureWebJobsStorage__tenantId"),
+    ({"AzureWebJobsStorage__credential": "managedidentity", "AzureWebJobsStorage__tenantId": "t",
+      "AzureWebJobsStorage__clientSecret": "s"}, "AzureWebJobsStorage__credential"),
+])
+def test_an_incomplete_or_contradictory_service_principal_is_named(extra, named):
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct", **extra})
+
+    assert named in caught.value.message
+
+
 def test_a_client_id_without_an_account_names_the_account_setting():
     with pytest.raises(ConfigurationError) as caught:
         load_settings({**NO_CONNECTION, "AzureWebJobsStorage__credential": "managedidentity",
