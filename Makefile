@@ -4,10 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 
-.PHONY: help setup shellcheck test lint run demo bench clean
+FLOOR_VENV := .venv-floor
+
+.PHONY: help setup shellcheck test test-floor lint run demo bench clean
 
 help:
 	@echo "make test   - set up .venv, Azurite and the infra checkers, run ruff and every test (what CI runs)"
+	@echo "make test-floor - replay and indexing tests on the lowest versions requirements.txt allows"
 	@echo "make run    - start Azurite + recoservice (--demo) + devhost locally"
 	@echo "make demo   - like run, then submit the samples, wait, print the results, stop"
 	@echo "make bench  - run the benchmarks under bench/ (prints figures)"
@@ -49,7 +52,20 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint
+# The lowest allowed versions: every `name>=X` of requirements.txt pinned to `name==X`.
+$(FLOOR_VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	sed -nE 's/^([A-Za-z0-9_.-]+)(\[[^]]*\])?>=([^,; #]+).*/\1==\3/p' requirements.txt \
+		> $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -r requirements.txt \
+		-c $(FLOOR_VENV)/constraints.txt pytest pytest-timeout
+	touch $@
+
+test-floor: $(FLOOR_VENV)/.installed
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/orchestrators \
+		tests/test_indexing.py
+
+test: setup lint test-floor
 	$(PY) -m pytest
 
 run: setup
@@ -65,4 +81,4 @@ bench: setup
 	$(PY) bench/end_to_end.py
 
 clean:
-	rm -rf .run .devhost .pytest_cache .ruff_cache
+	rm -rf .run .devhost .pytest_cache .ruff_cache $(FLOOR_VENV)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -21,7 +22,7 @@ from aiohttp import web
 from devhost.blobtrigger import BlobTrigger
 from devhost.durable import fastparse
 from devhost.durable.activities import Activity, ActivityPool
-from devhost.durable.client_api import ClientApi
+from devhost.durable.client_api import TASK_HUB, ClientApi
 from devhost.durable.clock import Clock
 from devhost.durable.orchestrations import Engine
 from devhost.durable.store import Store
@@ -57,12 +58,43 @@ def load_settings(path: Path) -> None:
         os.environ.setdefault(key, str(value))
 
 
-def route_prefix(app_dir: Path) -> str:
+def _host_json(app_dir: Path) -> dict:
     host_json = app_dir / "host.json"
-    if not host_json.exists():
-        return "api"
-    http = json.loads(host_json.read_text()).get("extensions", {}).get("http", {})
+    return json.loads(host_json.read_text()) if host_json.exists() else {}
+
+
+def route_prefix(app_dir: Path) -> str:
+    http = _host_json(app_dir).get("extensions", {}).get("http", {})
     return str(http.get("routePrefix", "api"))
+
+
+# Durable docs ("Task hubs", host.json reference): a task hub name starts with a letter and
+# has only letters and digits; the Azure Storage provider caps it at 45 characters.
+HUB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,44}")
+
+
+def task_hub(app_dir: Path) -> str:
+    """``extensions.durableTask.hubName`` of host.json, ``%SETTING%`` resolved as the Durable
+    extension does (``INameResolver.TryResolveWholeString``: only a whole ``%NAME%`` value).
+
+    Raises ``KeyError`` naming a missing setting or an invalid name: the host's extension fails
+    its start too (an unresolved ``%NAME%`` is not a valid hub name).
+    """
+    name = _host_json(app_dir).get("extensions", {}).get("durableTask", {}).get("hubName")
+    if not name:
+        return TASK_HUB
+    name = str(name)
+    whole = re.fullmatch(r"%([^%]+)%", name)
+    if whole:
+        setting = whole.group(1)
+        if not os.environ.get(setting):
+            raise KeyError(f"app setting '{setting}' (host.json extensions.durableTask.hubName) "
+                           "is not set")
+        name = os.environ[setting]
+    if not HUB_NAME.fullmatch(name):
+        raise KeyError(f"task hub name {name!r} (host.json extensions.durableTask.hubName) must "
+                       "be 3-45 letters and digits, starting with a letter")
+    return name
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -92,8 +124,8 @@ async def serve(args: argparse.Namespace) -> int:
                         workers=args.activity_workers)
     engine = Engine(store, {f.name: f.func for f in functions
                             if f.trigger_type == "orchestrationTrigger"}, pool, clock)
-    client_api = ClientApi(engine, base_url, master_key)
     try:
+        client_api = ClientApi(engine, base_url, master_key, task_hub(app_dir))
         triggers = [BlobTrigger(f, store, client_api.binding_json(), args.poll_interval)
                     for f in functions
                     if f.trigger_type == "blobTrigger"]

@@ -4,6 +4,13 @@
 own packages import), its ``FunctionApp``/``DFApp`` object is found, and every function becomes a
 ``FunctionInfo`` with its trigger and bindings. A binding devhost cannot serve stops the start
 with a message naming the function and the binding type.
+
+The bindings are the *raw bindings* the worker sends the host (its ``loader.get_fx_raw_bindings``
+in azure-functions-python-worker / azure-functions-runtime): the decorators' JSON, or, when a
+parameter is annotated with an SDK type of an ``azurefunctions-extensions-bindings-*`` package
+(e.g. ``blob.BlobClient``), the base extension's JSON with ``"properties":
+{"SupportsDeferredBinding": true}`` on that binding. That flag makes the host send a reference
+to the blob (model binding data) instead of its content.
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import json
 import sys
 import threading
+import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -39,17 +49,56 @@ class FunctionInfo:
     func: Any
     client_binding: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the parameters' annotations, resolved as the worker does (typing.get_type_hints)
+    pytypes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def arg_name(self) -> str:
         return str(self.trigger["name"])
 
+    @property
+    def deferred(self) -> bool:
+        """True when the trigger is bound to an SDK type (the host sends model binding data)."""
+        return bool((self.trigger.get("properties") or {}).get("SupportsDeferredBinding"))
 
-def _plain(value: Any) -> Any:
-    """Enum members of the decorators (``AuthLevel.FUNCTION``, ``HttpMethod.POST``) → str."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return getattr(value, "value", value)
+
+def deferred_registry() -> Any:
+    """The SDK-type converters' registry, as the worker finds it: only when the app imported
+    ``azurefunctions.extensions.base`` (every ``azurefunctions-extensions-bindings-*`` does)."""
+    if "azurefunctions.extensions.base" not in sys.modules:
+        return None
+    import azurefunctions.extensions.base as base
+
+    return base.get_binding_registry()
+
+
+def raw_bindings(fn: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The function's raw bindings as the worker sends them to the host, and its parameters'
+    types.
+
+    The worker resolves annotations with ``typing.get_type_hints`` on the user function; a
+    function with an input parameter of a registered SDK type gets its raw bindings from the
+    base extension (``get_raw_bindings``), which adds ``SupportsDeferredBinding``.
+    """
+    user = fn.get_user_function()
+    try:
+        hints = typing.get_type_hints(user)
+    except Exception:  # an annotation that does not resolve: the worker would fail too
+        hints = {}
+    registry = deferred_registry()
+    inputs = {b.name: SimpleNamespace(pytype=hints.get(b.name))
+              for b in fn.get_bindings() if _direction(b) != "OUT"}
+    if registry is not None and any(registry.check_supported_type(t.pytype)
+                                    for t in inputs.values()):
+        raw, _logs = registry.get_raw_bindings(fn, inputs)
+    else:
+        raw = fn.get_raw_bindings()
+    return [json.loads(text) for text in raw], hints
+
+
+def _direction(binding: Any) -> str:
+    direction = getattr(binding, "direction", None)
+    return str(getattr(direction, "name", direction)).upper()
 
 
 def load_app(app_dir: Path) -> list[FunctionInfo]:
@@ -74,20 +123,27 @@ def load_app(app_dir: Path) -> list[FunctionInfo]:
 
 def _describe(fn: Any) -> FunctionInfo:
     name = fn.get_function_name()
-    trigger = {k: _plain(v) for k, v in fn.get_trigger().get_dict_repr().items()}
+    bindings, hints = raw_bindings(fn)
+    trigger_name = fn.get_trigger().name
+    trigger = next(b for b in bindings if b.get("name") == trigger_name
+                   and str(b.get("type", "")).endswith("Trigger"))
     ttype = str(trigger["type"])
     if ttype not in TRIGGERS:
         raise IndexError_(f"function '{name}': trigger type '{ttype}' is not supported by devhost "
                           f"(supported: {', '.join(TRIGGERS)})")
-    info = FunctionInfo(name=name, trigger_type=ttype, trigger=trigger, func=fn.get_user_function())
-    for binding in fn.get_bindings():
-        if binding.type == ttype and binding.name == trigger["name"]:
+    info = FunctionInfo(name=name, trigger_type=ttype, trigger=trigger,
+                        func=fn.get_user_function(), pytypes=hints)
+    for binding in bindings:
+        if binding is trigger:
             continue
-        if binding.type not in BINDINGS:
-            raise IndexError_(f"function '{name}': binding type '{binding.type}' "
-                              f"(name '{binding.name}') is not supported by devhost")
-        if binding.type == "durableClient":
-            info.client_binding = binding.name
+        if binding["type"] not in BINDINGS:
+            raise IndexError_(f"function '{name}': binding type '{binding['type']}' "
+                              f"(name '{binding.get('name')}') is not supported by devhost")
+        if binding["type"] == "durableClient":
+            info.client_binding = str(binding["name"])
+    if info.deferred and ttype != "blobTrigger":
+        raise IndexError_(f"function '{name}': SDK-type binding on a '{ttype}' trigger is not "
+                          "supported by devhost (only blobTrigger)")
     return info
 
 

@@ -66,6 +66,7 @@ def app_settings(azurite: Service, reco: Service, key: str, model_id: str) -> di
     return {
         "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
         "FUNCTIONS_WORKER_RUNTIME": "python",
+        "TASKHUB_NAME": "RecobatchHub",
         "RECO_ENDPOINT": str(reco.extra["base_url"]),
         "RECO_SUBSCRIPTION_KEY": key,
         "RECO_MODEL_ID": model_id,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recobatch.errors import ConfigurationError
@@ -33,10 +35,34 @@ class SettingSpec:
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AzureWebJobsStorage", None,
-                "Storage connection string (`UseDevelopmentStorage=true` for Azurite); "
-                "or use `AzureWebJobsStorage__blobServiceUri` with a managed identity."),
+                "Storage connection string (`UseDevelopmentStorage=true` for Azurite); or leave "
+                "it unset and use an identity-based connection (the `AzureWebJobsStorage__*` "
+                "settings below, see *Identity-based storage*)."),
+    SettingSpec("AzureWebJobsStorage__accountName", None,
+                "Identity-based storage: the account name (public Azure endpoints)."),
     SettingSpec("AzureWebJobsStorage__blobServiceUri", None,
-                "Blob endpoint for identity-based storage (DefaultAzureCredential)."),
+                "Identity-based storage: blob endpoint (with `__queueServiceUri` and "
+                "`__tableServiceUri`, instead of `__accountName`)."),
+    SettingSpec("AzureWebJobsStorage__queueServiceUri", None,
+                "Identity-based storage: queue endpoint (host and Durable queues)."),
+    SettingSpec("AzureWebJobsStorage__tableServiceUri", None,
+                "Identity-based storage: table endpoint (Durable history and instances)."),
+    SettingSpec("AzureWebJobsStorage__credential", None,
+                "`managedidentity` to use a managed identity only; unset: the default chain "
+                "(managed identity in Azure, your developer login locally)."),
+    SettingSpec("AzureWebJobsStorage__clientId", None,
+                "Client id of a user-assigned identity (needs `__credential` = "
+                "`managedidentity`); unset: the system-assigned identity. Locally, with "
+                "`__tenantId` and `__clientSecret`: a service principal."),
+    SettingSpec("AzureWebJobsStorage__tenantId", None,
+                "Local development only: the service principal's tenant (with `__clientId` and "
+                "`__clientSecret`)."),
+    SettingSpec("AzureWebJobsStorage__clientSecret", None,
+                "Local development only: the service principal's secret; never logged."),
+    SettingSpec("TASKHUB_NAME", None,
+                "Durable Functions task hub (host.json `hubName` is `%TASKHUB_NAME%`; the "
+                "host, not recobatch, reads it): letters and digits, starting with a letter. "
+                "Give each app or slot sharing a storage account its own.", True),
     SettingSpec("RECO_ENDPOINT", None,
                 "Recommendations API base URL, ending with `/recommendations/v4.0`.", True),
     SettingSpec("RECO_SUBSCRIPTION_KEY", None,
@@ -48,6 +74,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("RECO_INCLUDE_METADATA", "false", "Include item metadata in results."),
     SettingSpec("RECO_MINIMAL_SCORE", "0.0", "Minimal score of a recommendation."),
     SettingSpec("BATCH_INPUT_CONTAINER", "batch-input", "Container watched for requests files."),
+    SettingSpec("BATCH_TRIGGER_SOURCE", "LogsAndContainerScan",
+                "Blob trigger source, read when the app is indexed: `EventGrid` (Flex "
+                "Consumption; needs an Event Grid subscription) or `LogsAndContainerScan` "
+                "(polling; Azurite, Core Tools, Consumption/Premium)."),
     SettingSpec("BATCH_OUTPUT_CONTAINER", "batch-output", "Container for results and markers."),
     SettingSpec("BATCH_WORK_CONTAINER", "batch-work", "Container for chunk inputs and outputs."),
     SettingSpec("BATCH_MAX_JOB_BYTES", "2000000",
@@ -63,6 +93,30 @@ SETTINGS: tuple[SettingSpec, ...] = (
 
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
+TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
+STORAGE = "AzureWebJobsStorage"
+MANAGED_IDENTITY = "managedidentity"
+# A user-delegation key, which signs every SAS in identity mode, lives at most 7 days.
+USER_DELEGATION_KEY_MAX_DAYS = 7
+
+
+@dataclass(frozen=True)
+class StorageIdentity:
+    """An identity-based storage connection (no secret): endpoints and how to get a token.
+
+    ``client_id`` names a user-assigned managed identity; ``credential`` is
+    ``"managedidentity"`` (managed identity only) or ``None`` (the default credential chain).
+    ``tenant_id`` + ``client_id`` + ``client_secret``: a service principal (local development).
+    """
+
+    blob_service_uri: str
+    queue_service_uri: str
+    table_service_uri: str
+    credential: str | None = None
+    client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -72,7 +126,7 @@ class Settings:
     reco_subscription_key: str = field(repr=False)
     reco_model_id: str
     storage_connection_string: str | None = field(default=None, repr=False)
-    storage_blob_service_uri: str | None = None
+    storage_identity: StorageIdentity | None = None
     reco_build_id: int | None = None
     reco_api_name: str = "ItemRecommend"
     reco_number_of_results: int = 10
@@ -87,6 +141,13 @@ class Settings:
     poll_max_seconds: float = 60.0
     job_timeout_minutes: float = 360.0
     max_concurrent_jobs: int = 1
+    trigger_source: str = "LogsAndContainerScan"
+
+    @property
+    def storage_blob_service_uri(self) -> str | None:
+        """The blob endpoint of an identity-based connection (``None`` with a connection
+        string)."""
+        return self.storage_identity.blob_service_uri if self.storage_identity else None
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:
@@ -144,6 +205,108 @@ def _distinct_containers(env: Mapping[str, str]) -> None:
         seen[value] = name
 
 
+def trigger_source(env: Mapping[str, str] | None = None) -> str:
+    """``BATCH_TRIGGER_SOURCE``: ``EventGrid`` or ``LogsAndContainerScan`` (any case).
+
+    Read on its own when the app is indexed (the blob trigger's ``source``), before the other
+    settings are needed.
+    """
+    env = os.environ if env is None else env
+    raw = _required(env, "BATCH_TRIGGER_SOURCE")
+    for source in TRIGGER_SOURCES:
+        if raw.lower() == source.lower():
+            return source
+    raise ConfigurationError(f"the app setting BATCH_TRIGGER_SOURCE must be one of "
+                             f"{', '.join(TRIGGER_SOURCES)}, got {raw!r}.")
+
+
+def storage_identity(env: Mapping[str, str]) -> StorageIdentity | None:
+    """The identity-based ``AzureWebJobsStorage`` connection, or ``None`` when there is none.
+
+    Documented forms (Azure Functions, "Connecting to host storage with an identity"):
+    ``__accountName``; or ``__blobServiceUri`` + ``__queueServiceUri`` + ``__tableServiceUri``
+    (the host and Durable Functions use all three services); each with optional
+    ``__credential`` = ``managedidentity`` and ``__clientId`` for a user-assigned identity, or,
+    for local development, ``__tenantId`` + ``__clientId`` + ``__clientSecret`` (a service
+    principal).
+    """
+    def value(suffix: str) -> str | None:
+        return _raw(env, f"{STORAGE}__{suffix}")
+
+    account = value("accountName")
+    uris = {kind: value(f"{kind}ServiceUri") for kind in ("blob", "queue", "table")}
+    credential, client_id = value("credential"), value("clientId")
+    tenant_id, client_secret = value("tenantId"), value("clientSecret")
+    if account is None and not any(uris.values()):
+        if credential or client_id or tenant_id or client_secret:
+            raise ConfigurationError(
+                f"the app setting {STORAGE}__accountName (or {STORAGE}__blobServiceUri, "
+                f"__queueServiceUri and __tableServiceUri) is missing: "
+                f"{STORAGE}__credential/__clientId need an account.")
+        return None
+    if account is not None:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            raise ConfigurationError(f"the app setting {STORAGE}__accountName must be a storage "
+                                     f"account name (3-24 lowercase letters and digits), "
+                                     f"got {account!r}.")
+        for kind, uri in uris.items():
+            uris[kind] = uri or f"https://{account}.{kind}.core.windows.net"
+    missing = [f"{STORAGE}__{kind}ServiceUri" for kind, uri in uris.items() if not uri]
+    if missing:
+        raise ConfigurationError(f"identity-based storage needs {', '.join(missing)} "
+                                 f"(or {STORAGE}__accountName): the app setting"
+                                 f"{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
+                                 f"{'are' if len(missing) > 1 else 'is'} missing.")
+    for kind, uri in uris.items():
+        if not str(uri).startswith("https://"):
+            raise ConfigurationError(f"the app setting {STORAGE}__{kind}ServiceUri must be an "
+                                     f"https URL (tokens are never sent over http).")
+    if credential is not None and credential.lower() != MANAGED_IDENTITY:
+        raise ConfigurationError(f"the app setting {STORAGE}__credential must be "
+                                 f"{MANAGED_IDENTITY!r} (or unset), got {credential!r}.")
+    principal = {"tenantId": tenant_id, "clientSecret": client_secret}
+    if credential is None and (tenant_id or client_secret):
+        missing = [f"{STORAGE}__{name}" for name, v in
+                   {"clientId": client_id, **principal}.items() if not v]
+        if missing:
+            raise ConfigurationError(f"a service principal needs {STORAGE}__tenantId, "
+                                     f"__clientId and __clientSecret: the app setting"
+                                     f"{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
+                                     f"{'are' if len(missing) > 1 else 'is'} missing.")
+    elif client_id is not None and credential is None:
+        raise ConfigurationError(f"the app setting {STORAGE}__credential is missing: "
+                                 f"{STORAGE}__clientId (a user-assigned identity) is used only "
+                                 f"with {STORAGE}__credential = {MANAGED_IDENTITY} (or with "
+                                 f"__tenantId and __clientSecret for a service principal).")
+    if credential is not None and (tenant_id or client_secret):
+        raise ConfigurationError(f"the app settings {STORAGE}__tenantId/__clientSecret (a "
+                                 f"service principal) contradict {STORAGE}__credential = "
+                                 f"{MANAGED_IDENTITY}: use one.")
+    return StorageIdentity(blob_service_uri=str(uris["blob"]).rstrip("/"),
+                           queue_service_uri=str(uris["queue"]).rstrip("/"),
+                           table_service_uri=str(uris["table"]).rstrip("/"),
+                           credential=MANAGED_IDENTITY if credential else None,
+                           client_id=client_id, tenant_id=tenant_id,
+                           client_secret=client_secret)
+
+
+def _check_delegation_lifetime(timeout_minutes: float) -> None:
+    """In identity mode every SAS is signed by a user-delegation key, which lives at most
+    7 days: a job's token (``storage.sas_expiry``) must fit in that."""
+    from recobatch.storage import sas_expiry  # storage imports this module
+
+    now = datetime.now(UTC)
+    lifetime = sas_expiry(timeout_minutes, now) - now
+    limit = timedelta(days=USER_DELEGATION_KEY_MAX_DAYS)
+    if lifetime > limit:
+        margin = (lifetime - timedelta(minutes=timeout_minutes)).total_seconds() / 60
+        longest = limit.total_seconds() / 60 - margin
+        raise ConfigurationError(
+            f"the app setting JOB_TIMEOUT_MINUTES is {timeout_minutes:g}, but with "
+            f"identity-based storage a job's SAS is a user-delegation SAS, valid at most "
+            f"{USER_DELEGATION_KEY_MAX_DAYS} days: use at most {longest:g} minutes.")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every app setting.
 
@@ -158,11 +321,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         When a setting is missing or invalid; the message names it (never its secret value).
     """
     env = os.environ if env is None else env
-    connection = _raw(env, "AzureWebJobsStorage")
-    service_uri = _raw(env, "AzureWebJobsStorage__blobServiceUri")
-    if connection is None and service_uri is None:
-        raise ConfigurationError("the app setting AzureWebJobsStorage (or "
-                                 "AzureWebJobsStorage__blobServiceUri) is missing.")
+    connection = _raw(env, STORAGE)
+    # As on the host: a connection string wins over the identity-based settings.
+    identity = storage_identity(env) if connection is None else None
+    if connection is None and identity is None:
+        raise ConfigurationError(f"the app setting {STORAGE} (or an identity-based "
+                                 f"{STORAGE}__accountName) is missing.")
     endpoint = _required(env, "RECO_ENDPOINT").rstrip("/")
     if not endpoint.startswith(("http://", "https://")) or not endpoint.endswith(ENDPOINT_SUFFIX):
         raise ConfigurationError(
@@ -178,12 +342,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         build_id = _parse(env, "RECO_BUILD_ID", int, "an integer")
     positive_int = "a positive integer"
     _distinct_containers(env)
+    job_timeout = _parse(env, "JOB_TIMEOUT_MINUTES", float, "a positive number",
+                         lambda v: v > 0)
+    if identity is not None:
+        _check_delegation_lifetime(job_timeout)
     return Settings(
         reco_endpoint=endpoint,
         reco_subscription_key=_required(env, "RECO_SUBSCRIPTION_KEY"),
         reco_model_id=_required(env, "RECO_MODEL_ID"),
         storage_connection_string=connection,
-        storage_blob_service_uri=service_uri,
+        storage_identity=identity,
         reco_build_id=build_id,
         reco_api_name=api_name,
         reco_number_of_results=_parse(env, "RECO_NUMBER_OF_RESULTS", int, "an integer 1-100",
@@ -201,10 +369,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                     lambda v: v > 0),
         poll_max_seconds=_parse(env, "POLL_MAX_SECONDS", float, "a positive number",
                                 lambda v: v > 0),
-        job_timeout_minutes=_parse(env, "JOB_TIMEOUT_MINUTES", float, "a positive number",
-                                   lambda v: v > 0),
+        job_timeout_minutes=job_timeout,
         max_concurrent_jobs=_parse(env, "RECO_MAX_CONCURRENT_JOBS", int, positive_int,
                                    lambda v: v > 0),
+        trigger_source=trigger_source(env),
     )
 
 

@@ -2,7 +2,10 @@
 
 The :class:`~azure.storage.blob.BlobServiceClient` is created lazily once per process from the
 settings: a connection string (``UseDevelopmentStorage=true`` for Azurite, or one with an
-account key) or ``AzureWebJobsStorage__blobServiceUri`` with ``DefaultAzureCredential``.
+account key) or an identity-based connection (:class:`~recobatch.settings.StorageIdentity`):
+``ManagedIdentityCredential`` (with the user-assigned identity's client id, if any) when
+``AzureWebJobsStorage__credential`` is ``managedidentity``, else ``DefaultAzureCredential``.
+With an identity there is no account key anywhere: every SAS is a user-delegation SAS.
 
 SAS for batch jobs (:func:`sas_location`): one blob per token, least permission (read for the
 input; create+write for output and error blobs), starting 5 minutes in the past (clock skew).
@@ -23,7 +26,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from azure.core.exceptions import (
@@ -44,7 +47,10 @@ from azure.storage.blob import (
 
 from recobatch.errors import InputError, StorageError, SupersededError
 from recobatch.limits import safe_text
-from recobatch.settings import Settings, get_settings
+from recobatch.settings import MANAGED_IDENTITY, Settings, StorageIdentity, get_settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
 SAS_MARGIN = timedelta(minutes=15)
@@ -61,13 +67,13 @@ _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120
                                    "max_chunk_get_size": BLOCK_SIZE}
 
 _lock = threading.Lock()
-_clients: dict[tuple[str | None, str | None], BlobServiceClient] = {}
+_clients: dict[tuple[str | None, StorageIdentity | None], BlobServiceClient] = {}
 
 
 def service_client(settings: Settings | None = None) -> BlobServiceClient:
     """The process-wide :class:`BlobServiceClient` for these settings (created once)."""
     settings = settings or get_settings()
-    key = (settings.storage_connection_string, settings.storage_blob_service_uri)
+    key = (settings.storage_connection_string, settings.storage_identity)
     with _lock:
         client = _clients.get(key)
         if client is None:
@@ -84,10 +90,33 @@ def _make_client(settings: Settings) -> BlobServiceClient:
         except ValueError:
             # The SDK's message may quote the connection string (and its key): never show it.
             raise StorageError("the AzureWebJobsStorage connection string is malformed.") from None
-    from azure.identity import DefaultAzureCredential
+    identity = settings.storage_identity
+    if identity is None:
+        raise StorageError("no storage connection is configured.")
+    return BlobServiceClient(identity.blob_service_uri, credential=credential_for(identity),
+                             **_CLIENT_OPTIONS)
 
-    return BlobServiceClient(str(settings.storage_blob_service_uri),
-                             credential=DefaultAzureCredential(), **_CLIENT_OPTIONS)
+
+def credential_for(identity: StorageIdentity) -> TokenCredential:
+    """The token credential of an identity-based connection, as the Functions host builds it.
+
+    ``__credential=managedidentity``: a managed identity only, the user-assigned one named by
+    ``__clientId`` if set, else the system-assigned one. ``__tenantId`` + ``__clientId`` +
+    ``__clientSecret``: that service principal (local development). Else the default chain (the
+    app's managed identity in Azure, the developer's login locally).
+    """
+    from azure.identity import (
+        ClientSecretCredential,
+        DefaultAzureCredential,
+        ManagedIdentityCredential,
+    )
+
+    if identity.credential == MANAGED_IDENTITY:
+        return ManagedIdentityCredential(client_id=identity.client_id)
+    if identity.client_secret and identity.tenant_id and identity.client_id:
+        return ClientSecretCredential(identity.tenant_id, identity.client_id,
+                                      identity.client_secret)
+    return DefaultAzureCredential()
 
 
 def ensure_container(client: BlobServiceClient, name: str) -> ContainerClient:
@@ -188,7 +217,10 @@ def sas_location(blob: BlobClient, permission: str, expiry: datetime,
     perms = BlobSasPermissions.from_string(permission)
     credential = blob.credential
     account_key = getattr(credential, "account_key", None)
-    account = str(blob.account_name)
+    # A BlobClient made from a container of an IP-style endpoint (Azurite, private endpoints:
+    # https://host/account/container) names its account "account/container"; the service
+    # client names it right, and the signature covers it.
+    account = str(service.account_name if service is not None else blob.account_name)
     try:
         if account_key:
             token = generate_blob_sas(account, blob.container_name, blob.blob_name,

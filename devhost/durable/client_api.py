@@ -32,21 +32,23 @@ DEFAULT_PAGE_SIZE = 100
 class ClientApi:
     """Routes of the management API on top of the ``Engine``."""
 
-    def __init__(self, engine: Engine, base_url: str, master_key: str) -> None:
+    def __init__(self, engine: Engine, base_url: str, master_key: str,
+                 task_hub: str = TASK_HUB) -> None:
         self.engine = engine
         self.store = engine.store
         self.base_url = base_url
         self.master_key = master_key
+        self.task_hub = task_hub  # host.json durableTask.hubName, resolved
 
     # -- the client binding ------------------------------------------------------------------
 
     def binding_json(self) -> str:
         """The JSON string the worker hands to a ``durable_client_input`` parameter."""
         hook = f"{self.base_url}{WEBHOOK_PREFIX}"
-        query = f"taskHub={TASK_HUB}&connection=Storage&code={self.master_key}"
+        query = f"taskHub={self.task_hub}&connection=Storage&code={self.master_key}"
         create = f"{hook}/orchestrators/{{functionName}}[/{{instanceId}}]"
         return json.dumps({
-            "taskHubName": TASK_HUB,
+            "taskHubName": self.task_hub,
             "creationUrls": {
                 "createNewInstancePostUri": f"{create}?{query}",
                 "createAndWaitOnNewInstancePostUri":
@@ -61,7 +63,7 @@ class ClientApi:
 
     def management_urls(self, instance_id: str) -> dict[str, str]:
         hook = f"{self.base_url}{WEBHOOK_PREFIX}/instances/{instance_id}"
-        query = f"taskHub={TASK_HUB}&connection=Storage&code={self.master_key}"
+        query = f"taskHub={self.task_hub}&connection=Storage&code={self.master_key}"
         return {
             "id": instance_id,
             "statusQueryGetUri": f"{hook}?{query}",

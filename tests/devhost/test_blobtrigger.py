@@ -103,3 +103,61 @@ def test_uri_has_no_sas_token_with_a_sas_connection(devhost_factory, container,
 
     assert fire["data"] == "{}"   # the trigger really read the blob with the SAS
     assert fire["uri"] == f"{container.url}/in/sas.json"
+
+
+def _records(host: DevHost, name: str) -> list[dict]:
+    path = host.side_effect(name)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_records(host: DevHost, name: str, count: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _records(host, name)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{len(_records(host, name))} {name}, wanted {count}\n"
+                         f"{host.service.log_tail()}")
+
+
+def test_sdk_type_binding_gets_a_blob_client_made_from_the_connection_setting(
+        devhost_factory, container) -> None:
+    host = devhost_factory(container=container.container_name)
+    uploaded = container.upload_blob("sdk/big.json", b"x" * 1000).get_blob_properties()
+
+    fire = _wait_records(host, "sdk-fires.jsonl", 1)[0]
+
+    # the worker's converter (azurefunctions-extensions-bindings-blob) built it from
+    # {"Connection": "SampleStorage", "ContainerName", "BlobName"}: a plain SDK BlobClient
+    assert fire["type"] == "azure.storage.blob._blob_client.BlobClient"
+    assert (fire["container"], fire["blob"]) == (container.container_name, "sdk/big.json")
+    assert fire["url"] == f"{container.url}/sdk/big.json"
+    assert (fire["etag"], fire["size"]) == (uploaded.etag, 1000)
+    time.sleep(2)
+    assert len(_records(host, "sdk-fires.jsonl")) == 1
+
+
+def test_event_grid_source_delivers_each_new_blob_version_once_and_never_older_blobs(
+        devhost_factory, container, tmp_path: Path) -> None:
+    workdir = tmp_path / "eventgrid"
+    container.upload_blob("events/before.json", b"{}")  # before the subscription: no event
+    host = devhost_factory(workdir, container=container.container_name)
+    first = container.upload_blob("events/new.json", b"1").get_blob_properties()
+
+    _wait_records(host, "event-fires.jsonl", 1)
+    second = container.upload_blob("events/new.json", b"22",
+                                   overwrite=True).get_blob_properties()
+    _wait_records(host, "event-fires.jsonl", 2)
+    time.sleep(3)  # several listings: nothing delivered twice, the old blob never
+
+    assert [(f["blob"], f["etag"]) for f in _records(host, "event-fires.jsonl")] == [
+        ("events/new.json", first.etag), ("events/new.json", second.etag)]
+    host.service.stop()
+    host = devhost_factory(workdir, container=container.container_name)
+    container.upload_blob("events/after-restart.json", b"3")
+    _wait_records(host, "event-fires.jsonl", 3)
+    time.sleep(2)
+    assert [f["blob"] for f in _records(host, "event-fires.jsonl")] == [
+        "events/new.json", "events/new.json", "events/after-restart.json"]
+    assert "Event Grid source, 1 blob(s) already in" in host.service.log.read_text()

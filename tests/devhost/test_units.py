@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
+from devhost.__main__ import task_hub
 from devhost.blobtrigger import BlobPath, quoted
 from devhost.durable import events as ev
 from devhost.durable.client_api import _json_text
@@ -14,6 +16,7 @@ from devhost.durable.clock import Clock, iso
 from devhost.durable.episode import _diverges, _retry_delay_ms
 from devhost.durable.store import Store, post_event
 from devhost.http import route_path
+from devhost.services import REPO_ROOT
 
 
 @pytest.mark.parametrize(("route", "path"), [
@@ -153,3 +156,25 @@ def test_a_wider_existing_private_file_is_narrowed_before_it_is_rewritten(tmp_pa
     write_private(path, "new")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "new"
+
+
+def test_task_hub_name_is_resolved_from_the_app_setting_host_json_names(monkeypatch) -> None:
+    monkeypatch.setenv("TASKHUB_NAME", "RecobatchStaging")
+
+    assert task_hub(REPO_ROOT) == "RecobatchStaging"  # host.json: "hubName": "%TASKHUB_NAME%"
+    sample = json.loads((REPO_ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert sample["TASKHUB_NAME"] == "RecobatchHub"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "app setting 'TASKHUB_NAME' (host.json extensions.durableTask.hubName) is not set"),
+    ("recobatch-hub", "must be 3-45 letters and digits"),
+])
+def test_a_missing_or_invalid_task_hub_name_stops_the_start(monkeypatch, value, message) -> None:
+    if value is None:
+        monkeypatch.delenv("TASKHUB_NAME", raising=False)
+    else:
+        monkeypatch.setenv("TASKHUB_NAME", value)
+
+    with pytest.raises(KeyError, match=re.escape(message)):
+        task_hub(REPO_ROOT)

@@ -98,6 +98,7 @@ def app_factory(tmp_path: Path, azurite: Service, blob_service, recoservice) -> 
         settings = {
             "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
             "FUNCTIONS_WORKER_RUNTIME": "python",
+            "TASKHUB_NAME": "RecobatchTestHub",
             "DEVHOST_MASTER_KEY": MASTER_KEY,
             "RECO_ENDPOINT": recoservice.base_url,
             "RECO_SUBSCRIPTION_KEY": key or recoservice.key,

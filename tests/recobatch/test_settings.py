@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from recobatch.errors import ConfigurationError
-from recobatch.settings import SETTINGS, Settings, load_settings
+from recobatch.settings import (
+    SETTINGS,
+    Settings,
+    StorageIdentity,
+    load_settings,
+    trigger_source,
+)
 
 BASE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -66,14 +72,125 @@ def test_an_invalid_setting_is_named(name, value):
     assert name in str(info.value)
 
 
-def test_identity_based_storage_is_enough():
-    env = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
-    env["AzureWebJobsStorage__blobServiceUri"] = "https://acct.blob.core.windows.net"
+NO_CONNECTION = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
+URIS = {"AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+        "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net"}
 
-    settings = load_settings(env)
+
+def test_identity_by_account_name_gives_the_three_public_endpoints():
+    settings = load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct"})
+
+    assert settings.storage_identity == StorageIdentity(
+        "https://acct.blob.core.windows.net", "https://acct.queue.core.windows.net",
+        "https://acct.table.core.windows.net", credential=None, client_id=None)
+    assert settings.storage_connection_string is None
+
+
+def test_identity_by_the_three_service_uris():
+    settings = load_settings({**NO_CONNECTION, **URIS})
 
     assert settings.storage_blob_service_uri == "https://acct.blob.core.windows.net"
-    assert settings.storage_connection_string is None
+    assert settings.storage_identity is not None
+    assert settings.storage_identity.table_service_uri == "https://acct.table.core.windows.net"
+
+
+@pytest.mark.parametrize("missing", ["AzureWebJobsStorage__queueServiceUri",
+                                     "AzureWebJobsStorage__tableServiceUri"])
+def test_a_blob_service_uri_alone_is_refused_naming_what_is_missing(missing):
+    env = {**NO_CONNECTION, **{k: v for k, v in URIS.items() if k != missing}}
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env)
+
+    assert missing in caught.value.message
+
+
+def test_user_assigned_identity_keeps_its_client_id():
+    settings = load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct",
+                              "AzureWebJobsStorage__credential": "ManagedIdentity",
+                              "AzureWebJobsStorage__clientId": "1111-client"})
+
+    assert settings.storage_identity is not None
+    assert settings.storage_identity.credential == "managedidentity"
+    assert settings.storage_identity.client_id == "1111-client"
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"AzureWebJobsStorage__clientId": "1111"}, "AzureWebJobsStorage__credential"),
+    ({"AzureWebJobsStorage__credential": "clientsecret"}, "AzureWebJobsStorage__credential"),
+    ({"AzureWebJobsStorage__accountName": "Not_An_Account"}, "AzureWebJobsStorage__accountName"),
+])
+def test_a_bad_identity_setting_is_named(extra, named):
+    env = {**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct", **extra}
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env)
+
+    assert named in caught.value.message
+
+
+def test_service_principal_for_local_development():
+    settings = load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct",
+                              "AzureWebJobsStorage__tenantId": "tenant-1",
+                              "AzureWebJobsStorage__clientId": "sp-1",
+                              "AzureWebJobsStorage__clientSecret": "sp-secret"})
+
+    assert settings.storage_identity is not None
+    assert (settings.storage_identity.tenant_id, settings.storage_identity.client_id) == (
+        "tenant-1", "sp-1")
+    assert "sp-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"AzureWebJobsStorage__tenantId": "t", "AzureWebJobsStorage__clientId": "c"},
+     "AzureWebJobsStorage__clientSecret"),
+    ({"AzureWebJobsStorage__clientSecret": "s"}, "AzureWebJobsStorage__tenantId"),
+    ({"AzureWebJobsStorage__credential": "managedidentity", "AzureWebJobsStorage__tenantId": "t",
+      "AzureWebJobsStorage__clientSecret": "s"}, "AzureWebJobsStorage__credential"),
+])
+def test_an_incomplete_or_contradictory_service_principal_is_named(extra, named):
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct", **extra})
+
+    assert named in caught.value.message
+
+
+def test_a_client_id_without_an_account_names_the_account_setting():
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**NO_CONNECTION, "AzureWebJobsStorage__credential": "managedidentity",
+                       "AzureWebJobsStorage__clientId": "1111"})
+
+    assert "AzureWebJobsStorage__accountName" in caught.value.message
+
+
+def test_a_connection_string_wins_over_identity_settings():
+    settings = load_settings({**BASE, "AzureWebJobsStorage__accountName": "acct"})
+
+    assert settings.storage_identity is None
+
+
+def test_identity_mode_refuses_a_job_timeout_no_user_delegation_sas_can_cover():
+    # A user-delegation key lives at most 7 days (10,080 minutes); the SAS adds a margin.
+    env = {**NO_CONNECTION, "AzureWebJobsStorage__accountName": "acct"}
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**env, "JOB_TIMEOUT_MINUTES": "10080"})
+
+    assert "JOB_TIMEOUT_MINUTES" in caught.value.message
+    assert load_settings({**env, "JOB_TIMEOUT_MINUTES": "10000"}).job_timeout_minutes == 10000
+    # with an account key the SAS is a service SAS: no such limit
+    assert load_settings({**BASE, "JOB_TIMEOUT_MINUTES": "20000"}).job_timeout_minutes == 20000
+
+
+def test_trigger_source_defaults_to_polling_and_accepts_event_grid():
+    assert trigger_source({}) == "LogsAndContainerScan"
+    assert trigger_source({"BATCH_TRIGGER_SOURCE": "eventgrid"}) == "EventGrid"
+    assert load_settings({**BASE, "BATCH_TRIGGER_SOURCE": "EventGrid"}).trigger_source == \
+        "EventGrid"
+    with pytest.raises(ConfigurationError) as caught:
+        trigger_source({"BATCH_TRIGGER_SOURCE": "Queue"})
+    assert "BATCH_TRIGGER_SOURCE" in caught.value.message
 
 
 def test_values_are_parsed():

@@ -136,3 +136,42 @@ def test_aborted_blob_writer_leaves_the_blob_as_it_was(container):
     del writer
 
     assert blob.download_blob().readall() == b"kept"
+
+
+class _Recorded:
+    """Stands in for an azure-identity credential (no managed identity endpoint runs here)."""
+
+    def __init__(self, *args, **kwargs):
+        self.kwargs = {"args": args, **kwargs} if args else kwargs
+
+    def get_token(self, *scopes, **kwargs):
+        raise AssertionError("no token is requested when the client is made")
+
+
+@pytest.mark.parametrize(("extra", "kind", "kwargs"), [
+    ({"AzureWebJobsStorage__credential": "managedidentity",
+      "AzureWebJobsStorage__clientId": "1111-client"},
+     "ManagedIdentityCredential", {"client_id": "1111-client"}),
+    ({"AzureWebJobsStorage__credential": "managedidentity"},
+     "ManagedIdentityCredential", {"client_id": None}),
+    ({}, "DefaultAzureCredential", {}),
+    ({"AzureWebJobsStorage__tenantId": "tenant-1", "AzureWebJobsStorage__clientId": "sp-1",
+      "AzureWebJobsStorage__clientSecret": "sp-secret"},
+     "ClientSecretCredential", {"args": ("tenant-1", "sp-1", "sp-secret")}),
+])
+def test_identity_client_gets_the_credential_the_settings_name(monkeypatch, extra, kind, kwargs):
+    import azure.identity
+
+    from recobatch.settings import load_settings
+
+    for name in ("ManagedIdentityCredential", "DefaultAzureCredential", "ClientSecretCredential"):
+        monkeypatch.setattr(azure.identity, name, type(name, (_Recorded,), {}))
+    settings = load_settings({"AzureWebJobsStorage__accountName": "acct",
+                              "RECO_ENDPOINT": "http://127.0.0.1:1/recommendations/v4.0",
+                              "RECO_SUBSCRIPTION_KEY": "k", "RECO_MODEL_ID": "m", **extra})
+
+    client = storage._make_client(settings)
+
+    assert client.url == "https://acct.blob.core.windows.net/"
+    assert type(client.credential).__name__ == kind
+    assert client.credential.kwargs == kwargs

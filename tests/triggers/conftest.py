@@ -74,10 +74,11 @@ class TriggerApp:
         """The durable client binding, shaped like the host's (see the protocol reference)."""
         base = str(self.service.extra["base_url"])
         hook = f"{base}/runtime/webhooks/durabletask"
-        query = f"taskHub=DevHostHub&connection=Storage&code={MASTER_KEY}"
+        hub = self.settings["TASKHUB_NAME"]  # host.json hubName is %TASKHUB_NAME%
+        query = f"taskHub={hub}&connection=Storage&code={MASTER_KEY}"
         inst = f"{hook}/instances/INSTANCEID"
         return json.dumps({
-            "taskHubName": "DevHostHub",
+            "taskHubName": hub,
             "creationUrls": {
                 "createNewInstancePostUri": f"{hook}/orchestrators/{{functionName}}?{query}",
                 "createAndWaitOnNewInstancePostUri": f"{hook}/orchestrators/{{functionName}}"
@@ -102,6 +103,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, azurite: Service, blob_service
     settings = {
         "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
         "FUNCTIONS_WORKER_RUNTIME": "python",
+        "TASKHUB_NAME": "RecobatchTestHub",
         "RECO_ENDPOINT": recoservice.base_url,
         "RECO_SUBSCRIPTION_KEY": recoservice.key,
         "RECO_MODEL_ID": recoservice.demo_model_id,

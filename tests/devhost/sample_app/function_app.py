@@ -13,6 +13,7 @@ from pathlib import Path
 
 import azure.durable_functions as df
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_types
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -242,3 +243,24 @@ async def on_blob(blob: func.InputStream, client: df.DurableOrchestrationClient)
         raise RuntimeError("this blob always fails")
     # one run per blob version, as the real app does
     await client.start_new("sequence", "blob-" + props["ETag"].strip('"'), [blob.name])
+
+
+def _record_client(name: str, client: blob_types.BlobClient) -> None:
+    props = client.get_blob_properties()
+    _append(name, {"type": f"{type(client).__module__}.{type(client).__qualname__}",
+                   "container": client.container_name, "blob": client.blob_name,
+                   "url": client.url, "etag": props.etag, "size": props.size})
+
+
+@app.blob_trigger(arg_name="client", path="%SAMPLE_CONTAINER%/sdk/{name}",
+                  connection="SampleStorage")
+def on_blob_client(client: blob_types.BlobClient) -> None:
+    """SDK-type binding, polling source: the function gets a BlobClient, not the bytes."""
+    _record_client("sdk-fires.jsonl", client)
+
+
+@app.blob_trigger(arg_name="client", path="%SAMPLE_CONTAINER%/events/{name}",
+                  connection="SampleStorage", source=func.BlobSource.EVENT_GRID)
+def on_blob_event(client: blob_types.BlobClient) -> None:
+    """SDK-type binding, Event Grid source."""
+    _record_client("event-fires.jsonl", client)
