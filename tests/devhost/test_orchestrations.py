@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 import requests
 from devhost_testkit import DevHost
 
@@ -227,3 +228,38 @@ def test_list_instances_filters_by_status(devhost: DevHost) -> None:
     assert instance in {i["instanceId"] for i in listed}
     assert {i["runtimeStatus"] for i in listed} == {"Completed"}
     assert later == []
+
+
+def test_task_any_of_an_old_and_a_new_task_waits_for_the_new_one_as_the_extension_does(
+        devhost: DevHost) -> None:
+    # The extension awaits each action in turn, and the SDK's WhenAny lists the new task only:
+    # the old one winning schedules nothing more until the new one completes.
+    spec = {"started": f"started-{uuid.uuid4().hex}", "flag": f"flag-{uuid.uuid4().hex}"}
+    instance = devhost.start("old_and_new", spec)
+    _wait_file(devhost.side_effect(spec["started"]))
+
+    assert devhost.raise_event(instance, "old", 1) == 202
+    time.sleep(1.0)
+    stuck = devhost.status(instance).json()
+    devhost.side_effect(spec["flag"]).touch()
+    body = devhost.wait(instance)
+
+    assert stuck["runtimeStatus"] == "Running"
+    assert [e.get("FunctionName") for e in stuck["historyEvents"]
+            if e["EventType"] == "TaskScheduled"] == ["wait_flag"]
+    assert body["runtimeStatus"] == "Completed"
+    assert body["output"] == {"winner": "old", "after": "Hello after"}
+
+
+@pytest.mark.parametrize(("pad", "status"), [(8000, "Completed"), (9000, "Failed")])
+def test_custom_status_over_16_kb_of_utf16_fails_the_orchestration(devhost: DevHost, pad: int,
+                                                                    status: str) -> None:
+    instance = devhost.start("big_status", pad)
+
+    body = devhost.wait(instance)
+
+    assert body["runtimeStatus"] == status
+    if status == "Failed":
+        assert body["output"] == (
+            "Orchestrator function 'big_status' failed: The UTF-16 size of the JSON-serialized "
+            "payload must not exceed 16 KB. The current payload size is 17 KB.")

@@ -109,3 +109,28 @@ def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tm
     clock = Clock(store, scale=1.0)
 
     assert clock.now() >= ahead
+
+
+def test_walk_stops_at_the_first_action_that_has_not_completed() -> None:
+    from devhost.durable.replay import walk
+
+    call = {"actionType": ev.CALL_ACTIVITY, "functionName": "a"}
+    timer = {"actionType": ev.CREATE_TIMER, "fireAt": "x", "isCanceled": False}
+    cancelled = {**timer, "isCanceled": True}
+    actions = [[call, {"actionType": ev.WHEN_ANY, "compoundActions": [call, timer]},
+                {"actionType": ev.WHEN_ALL, "compoundActions": [call, cancelled]}, call]]
+    finished = {0, 2}
+
+    assert walk(actions, 2, lambda i, _a: i in finished) == (5, True)  # WhenAll waits for #3
+    assert walk(actions, 2, lambda i, _a: i in finished | {3}) == (6, True)
+    assert walk(actions, 2, lambda i, _a: True) == (6, False)
+    # the Original schema: one Task.WhenAny per inner list
+    assert walk([[call, timer], [call]], 0, lambda i, _a: i == 1) == (3, True)
+
+
+def test_custom_status_limit_counts_utf16_kilobytes_rounded_down() -> None:
+    from devhost.durable.replay import custom_status_error
+
+    assert custom_status_error({"p": "x" * 8690}) is None  # 8,698 chars = 16.99 KB
+    assert "current payload size is 17 KB" in custom_status_error({"p": "x" * 8700})
+    assert "must not exceed 16 KB" in custom_status_error({"p": "é" * 8700})

@@ -183,6 +183,25 @@ def early_event(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def old_and_new(context: df.DurableOrchestrationContext):
+    """task_any over a task yielded before and a new one: the host waits for the new one."""
+    spec = context.get_input()
+    old = context.wait_for_external_event("old")
+    yield context.task_any([old, context.create_timer(context.current_utc_datetime)])
+    new = context.call_activity(wait_flag, spec)
+    winner = yield context.task_any([old, new])
+    after = yield context.call_activity(hello, "after")
+    return {"winner": "old" if winner == old else "new", "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
+def big_status(context: df.DurableOrchestrationContext):
+    context.set_custom_status({"pad": "x" * context.get_input()})
+    yield context.create_timer(context.current_utc_datetime)
+    return "done"
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_work(context: df.DurableOrchestrationContext):
     """Crash test: an activity that waits on a flag, a long timer, then one side effect."""
     spec = context.get_input()
