@@ -285,8 +285,12 @@ def test_chunks_finishing_out_of_order_each_start_once_in_order(batch_run):
     run.episode()
 
     while not run.done:  # one completion per episode, always the newest chunk first
-        item = run.waiting()[-1]
-        run.complete(item, respond(item, run))
+        timers = run.waiting("timer")
+        if timers:
+            run.fire(timers[0])
+        else:
+            item = run.waiting()[-1]
+            run.complete(item, respond(item, run))
         run.episode()
 
     ids = [a["instanceId"] for a in run.actions if a.get("functionName") == "chunk_orchestrator"]
@@ -336,3 +340,50 @@ def test_cancel_arriving_as_the_last_chunk_succeeds_keeps_the_run_succeeded(batc
 
     assert marker_of(run)["kind"] == "success"
     assert run.output["status"] == "Succeeded" and run.output["code"] is None
+
+
+def test_window_stays_full_when_an_older_chunk_finishes_before_a_newer_one(batch_run):
+    # The extension awaits each action in turn, and the SDK's WhenAny for a refill lists only
+    # the chunk it starts: the run must not depend on that chunk finishing first.
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+    run.episode()
+    first, second = run.waiting("suborchestration")
+    run.complete(first, chunk_done(first))
+    for _ in range(3):  # let the refill settle (a timer at "now" may be part of it)
+        run.episode()
+        for timer in run.waiting("timer"):
+            run.fire(timer)
+
+    run.complete(second, chunk_done(second))  # older than chunk 3, which still runs
+    for _ in range(3):
+        run.episode()
+        for timer in run.waiting("timer"):
+            run.fire(timer)
+
+    running = [item.instance_id for item in run.waiting("suborchestration")]
+    assert running == CHUNK_IDS[2:4]
+    assert run.custom_status["runningChunks"] == CHUNK_IDS[2:4]
+
+
+def test_window_holds_max_concurrent_jobs_while_chunks_finish_oldest_first(batch_run):
+    run = batch_run(maxConcurrentJobs=3)
+    respond = batch_responder(8)
+    run.episode()
+    seen: list[int] = []
+
+    while not run.done:
+        timers = run.waiting("timer")
+        if timers:  # settle a refill before the next chunk finishes
+            run.fire(timers[0])
+        else:
+            chunks = run.waiting("suborchestration")
+            if chunks:
+                seen.append(len(chunks))
+            item = chunks[0] if chunks else run.waiting()[0]
+            run.complete(item, respond(item, run))
+        run.episode()
+
+    assert seen == [3, 3, 3, 3, 3, 3, 2, 1]
+    assert run.output["status"] == "Succeeded" and run.output["chunks"]["succeeded"] == 8
