@@ -140,6 +140,21 @@ def test_continue_as_new_restarts_with_new_input(devhost: DevHost) -> None:
     assert _events(body)[0] == "ExecutionStarted" and _events(body).count("TaskScheduled") == 1
 
 
+def test_a_sub_orchestration_that_continues_as_new_completes_once_into_its_parent(
+        devhost: DevHost) -> None:
+    instance = devhost.start("parent_of_counter")
+
+    body = devhost.wait(instance)
+
+    assert body["runtimeStatus"] == "Completed"
+    assert body["output"] == {"n": 3, "seen": [0, 2, 4, 6]}
+    events = _events(body)
+    assert events.count("SubOrchestrationInstanceCreated") == 1
+    assert events.count("SubOrchestrationInstanceCompleted") == 1
+    child = devhost.status(f"{instance}-counter").json()
+    assert child["runtimeStatus"] == "Completed" and child["output"] == body["output"]
+
+
 def test_custom_status_is_visible_through_the_status_api(devhost: DevHost) -> None:
     instance = devhost.start("with_status")
 

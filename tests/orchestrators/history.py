@@ -127,6 +127,10 @@ class OrchestrationRun:
         self.blocked = False  # the host still awaits an action (see devhost/durable/replay.py)
         self.state: dict = {}
         self.episodes = 0
+        self.name = name
+        self.executions = 1  # continue-as-new starts the next one with a fresh history
+        self.max_history = 0  # the longest history any execution reached
+        self.all_actions: list[dict] = []  # the scheduled actions of every execution
         self._seq = 0
         self._inbox: list[dict] = [self._event(EventType.EXECUTION_STARTED, Name=name,
                                                Input=json.dumps(input_), Version="")]
@@ -167,8 +171,23 @@ class OrchestrationRun:
         self.actions = flat[:max(invoked, len(self.actions))]
         for action in self.new_actions:
             self._record(action)
+        self.all_actions.extend(self.new_actions)
         self.history.append(self._event(EventType.ORCHESTRATOR_COMPLETED))
+        self.max_history = max(self.max_history, len(self.history))
+        again = [a for a in self.new_actions if a["actionType"] == ActionType.CONTINUE_AS_NEW]
+        if again and self.state.get("isDone") and not self.blocked:
+            self._continue_as_new(again[0].get("input"))
         return self.state
+
+    def _continue_as_new(self, input_text: str | None) -> None:
+        """Start the next execution: same instance, fresh history; raised events carry over."""
+        self.executions += 1
+        self.input = json.loads(input_text or "null")
+        carried = [e for e in self._inbox if e["EventType"] == EventType.EVENT_RAISED]
+        self.history, self.actions, self.new_actions, self.seqs = [], [], [], []
+        self.pending, self.state, self._seq = {}, {}, 0
+        self._inbox = [self._event(EventType.EXECUTION_STARTED, Name=self.name,
+                                   Input=json.dumps(self.input), Version=""), *carried]
 
     def _completed(self, flat: list[dict]) -> Callable[[int, dict], bool]:
         raised: dict[str, int] = {}
@@ -287,6 +306,8 @@ class OrchestrationRun:
                 out.append("timer")
             elif kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
                 out.append("wait:" + action["externalEventName"])
+            elif kind == ActionType.CONTINUE_AS_NEW:
+                out.append("continue_as_new")
             else:
                 out.append(action["functionName"])
         return out

@@ -157,6 +157,13 @@ def counter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def parent_of_counter(context: df.DurableOrchestrationContext):
+    result = yield context.call_sub_orchestrator(counter, {"n": 0, "seen": []},
+                                                 f"{context.instance_id}-counter")
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
 def with_status(context: df.DurableOrchestrationContext):
     context.set_custom_status({"phase": "waiting"})
     value = yield context.wait_for_external_event("finish")
