@@ -387,3 +387,19 @@ def test_window_holds_max_concurrent_jobs_while_chunks_finish_oldest_first(batch
 
     assert seen == [3, 3, 3, 3, 3, 3, 2, 1]
     assert run.output["status"] == "Succeeded" and run.output["chunks"]["succeeded"] == 8
+
+
+def test_custom_status_stays_under_the_host_limit_with_a_window_of_500(batch_run):
+    from devhost.durable.replay import custom_status_error
+
+    run = batch_run(maxConcurrentJobs=500)
+    run.input["name"] = "d/" + "n" * 1000 + ".json"  # the longest blob names
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(600))
+
+    run.episode()
+
+    assert run.custom_status["chunks"]["running"] == 500
+    assert custom_status_error(run.custom_status) is None
+    assert run.custom_status["runningChunks"][0] == f"{RUN_ID}:chunk-00001"
+    assert len(run.custom_status["runningChunks"]) == 100
