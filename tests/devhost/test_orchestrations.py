@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -153,6 +154,23 @@ def test_a_sub_orchestration_that_continues_as_new_completes_once_into_its_paren
     assert events.count("SubOrchestrationInstanceCompleted") == 1
     child = devhost.status(f"{instance}-counter").json()
     assert child["runtimeStatus"] == "Completed" and child["output"] == body["output"]
+
+
+def test_an_activity_failure_reaches_the_orchestrator_as_the_host_formats_it(
+        devhost: DevHost) -> None:
+    instance = devhost.start("catches", "disk gone")
+
+    body = devhost.wait(instance)
+
+    reason, _, details = body["output"].partition(" \n ")
+    assert reason == ("Activity function 'fails_typed' failed:  StorageError: StorageError: "
+                      "disk gone")
+    cause = json.loads(details)
+    assert cause["Message"] == " StorageError: StorageError: disk gone"
+    rpc = cause["InnerException"]["Message"]
+    assert rpc.startswith("Result: Failure\nException: StorageError: StorageError: disk gone"
+                          "\nStack: ")
+    assert "in fails_typed" in rpc
 
 
 def test_custom_status_is_visible_through_the_status_api(devhost: DevHost) -> None:

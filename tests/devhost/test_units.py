@@ -96,6 +96,9 @@ def test_fast_timestamps_give_the_same_instant_as_dateutil() -> None:
 
     assert event.timestamp == parse(stamp) and event.timestamp.utcoffset().total_seconds() == 0
     assert fastparse._parse("Nov 28 2026 16:00 UTC") == parse("Nov 28 2026 16:00 UTC")
+    for host_stamp in ("2026-11-28T16:00:00.9999999Z", "2026-11-28T16:00:00Z",
+                       "2026-11-28T16:00:00.12Z"):  # how the extension writes them (.NET)
+        assert fastparse._parse(host_stamp) == parse(host_stamp)
 
 
 def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tmp_path) -> None:

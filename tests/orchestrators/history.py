@@ -242,13 +242,14 @@ class OrchestrationRun:
                 else EventType.SUB_ORCHESTRATION_COMPLETED)
         self._inbox.append(self._event(kind, TaskScheduledId=item.seq, Result=json.dumps(result)))
 
-    def fail(self, item: Scheduled, reason: str) -> None:
+    def fail(self, item: Scheduled, reason: str,
+             details: str = "Traceback (simulated)") -> None:
         """Queue the failure of an activity or sub-orchestration (``Reason`` = message)."""
         self.pending.pop(item.seq)
         kind = (EventType.TASK_FAILED if item.kind == "activity"
                 else EventType.SUB_ORCHESTRATION_FAILED)
         self._inbox.append(self._event(kind, TaskScheduledId=item.seq, Reason=reason,
-                                       Details="Traceback (simulated)"))
+                                       Details=details))
 
     def fire(self, timer: Scheduled) -> None:
         """Advance the clock to the timer and queue ``TimerFired``."""
@@ -314,7 +315,7 @@ class OrchestrationRun:
 
 
 Responder = Callable[[Scheduled, OrchestrationRun], Any]
-FAIL = object()  # a responder returns ``(FAIL, "Code: sentence")`` to fail an item
+FAIL = object()  # a responder returns ``(FAIL, "Code: sentence"[, details])`` to fail an item
 PENDING = object()  # a responder returns this to leave an item running
 
 
@@ -336,8 +337,8 @@ def drive(run: OrchestrationRun, respond: Responder, *, max_episodes: int = 10_0
             outcome = respond(item, run)
             if outcome is PENDING:
                 continue
-            if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] is FAIL:
-                run.fail(item, outcome[1])
+            if isinstance(outcome, tuple) and len(outcome) in (2, 3) and outcome[0] is FAIL:
+                run.fail(item, *outcome[1:])
             else:
                 run.complete(item, outcome)
         if between is not None:

@@ -6,7 +6,9 @@ import json
 
 import pytest
 from history import FAIL, drive
-from scenarios import MERGED, RUN_ID, batch_responder, chunk_done, prepared
+from scenarios import MERGED, RUN_ID, batch_responder, chunk_done, host_failure, prepared
+
+from recobatch import errors
 
 CHUNK_IDS = [f"{RUN_ID}:chunk-{n:05d}" for n in range(1, 6)]
 
@@ -403,3 +405,27 @@ def test_custom_status_stays_under_the_host_limit_with_a_window_of_500(batch_run
     assert custom_status_error(run.custom_status) is None
     assert run.custom_status["runningChunks"][0] == f"{RUN_ID}:chunk-00001"
     assert len(run.custom_status["runningChunks"]) == 100
+
+
+@pytest.mark.parametrize(("exc", "code", "sentence"), [
+    (errors.StorageError("could not write results.json."), "StorageError",
+     "could not write results.json."),
+    (errors.ConfigurationError("RECO_MODEL_ID is not set."), "ConfigurationError",
+     "RECO_MODEL_ID is not set."),
+    (ValueError("unexpected"), "InternalError", "Activity function 'merge_results' failed:  "
+                                                "ValueError: unexpected"),
+])
+def test_activity_failures_as_the_host_reports_them_give_the_code_and_the_plain_sentence(
+        batch_run, exc, code, sentence):
+    # The host prefixes the exception's class name, which for StorageError is the code again.
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure("merge_results", exc)
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    marker = marker_of(run)["marker"]
+    assert (marker["code"], marker["message"]) == (code, sentence)

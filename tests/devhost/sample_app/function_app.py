@@ -164,6 +164,15 @@ def parent_of_counter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def catches(context: df.DurableOrchestrationContext):
+    try:
+        yield context.call_activity(fails_typed, context.get_input())
+    except Exception as exc:
+        return str(exc)
+    return "no failure"
+
+
+@app.orchestration_trigger(context_name="context")
 def with_status(context: df.DurableOrchestrationContext):
     context.set_custom_status({"phase": "waiting"})
     value = yield context.wait_for_external_event("finish")
@@ -247,6 +256,18 @@ def wait_flag(spec: dict) -> str:
     while not _state(spec["flag"]).exists():
         time.sleep(0.05)
     return "flag seen"
+
+
+class StorageError(Exception):
+    """Named like recobatch's: the class name is also the error code."""
+
+    def __str__(self) -> str:
+        return f"StorageError: {self.args[0]}"
+
+
+@app.activity_trigger(input_name="text")
+def fails_typed(text: str) -> str:
+    raise StorageError(text)
 
 
 @app.activity_trigger(input_name="spec")
