@@ -429,3 +429,53 @@ def test_activity_failures_as_the_host_reports_them_give_the_code_and_the_plain_
 
     marker = marker_of(run)["marker"]
     assert (marker["code"], marker["message"]) == (code, sentence)
+
+
+def test_transient_storage_failures_of_merge_and_marker_are_retried_on_durable_timers(batch_run):
+    run = batch_run()
+    failures = {"merge_results": 2, "write_marker": 1}
+
+    def respond(item, run_):
+        if failures.get(item.name):
+            failures[item.name] -= 1
+            return host_failure(item.name, errors.StorageError(
+                "cannot write blob daily/requests/results.json: 503 Server Busy."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    names = run.names()
+    assert names[-8:] == ["merge_results", "timer", "merge_results", "timer", "merge_results",
+                          "write_marker", "timer", "write_marker"]
+    assert names.count("merge_results") == 3 and names.count("write_marker") == 2
+    assert marker_of(run)["kind"] == "success"
+    assert run.output["status"] == "Succeeded"
+
+
+def test_storage_failing_for_good_fails_the_run_after_the_retries(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure(item.name, errors.StorageError("cannot write blob: timeout."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names().count("merge_results") == 5  # the first try and 4 retries
+    assert marker_of(run)["marker"]["code"] == "StorageError"
+    assert "StorageError" in run.state["error"]
+
+
+def test_a_refused_merge_is_not_retried(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure(item.name, errors.InputError("merge_results: chunks missing."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names().count("merge_results") == 1
+    assert marker_of(run)["marker"]["code"] == "InvalidInput"
