@@ -6,7 +6,13 @@ job is polled 3 times: Running, Running, Succeeded). Prints the history events a
 run and of its chunks, per chunk, to show the cost per chunk stays constant: histories carry
 names and ids, never payloads.
 
-Usage: ``.venv/bin/python bench/orchestration_history.py [N ...]``
+Then one chunk whose job takes ``--polls`` status checks (1,000 by default: at the 60-second
+poll cap that is ~16.7 hours of Running; the chunk's deadline is set past it): the chunk
+continues as new every few polls, so the longest history of any of its executions stays small
+however long the job runs. Prints the executions, the longest execution history (events and
+bytes) and the total events over all executions.
+
+Usage: ``.venv/bin/python bench/orchestration_history.py [N ...] [--polls P]``
 """
 
 from __future__ import annotations
@@ -95,7 +101,36 @@ def size(history: list[dict]) -> int:
     return len(json.dumps(history).encode())
 
 
+def long_job(polls: int) -> None:
+    """One chunk whose job reports Running ``polls - 1`` times, then Succeeded."""
+    states = [POLLS[0]] * (polls - 1) + [POLLS[-1]]
+
+    def answer(item: Scheduled, run: OrchestrationRun) -> Any:
+        if item.name == "check_operation":
+            return states.pop(0)
+        return chunk_answer(item, run)
+
+    chunk_input = {"instanceId": RUN_ID, "chunk": "chunk-00001", "job": {},
+                   "settings": {"pollInitial": 5, "pollMax": 60,
+                                "timeoutMinutes": polls * 60 // 60 + 60}}
+    run = OrchestrationRun(chunk_orchestrator._function._func, chunk_input,
+                           instance_id=f"{RUN_ID}:chunk-00001", name="chunk_orchestrator",
+                           parent_instance_id=RUN_ID)
+    started = time.perf_counter()
+    drive(run, answer, max_episodes=polls * 10)
+    elapsed = time.perf_counter() - started
+    assert run.done and run.output["status"] == "Succeeded", run.state
+    checks = sum(1 for a in run.all_actions if a.get("functionName") == "check_operation")
+    print(f"\none chunk, job of {checks:,} polls: {run.executions} executions, longest history "
+          f"{run.max_history} events, {run.episodes:,} episodes in all, replay {elapsed:.1f} s")
+
+
 def main(argv: list[str]) -> int:
+    polls = 1000
+    if "--polls" in argv:
+        at = argv.index("--polls")
+        polls = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
     sizes = [int(a) for a in argv] or [1, 10, 100]
     print("N chunks | run events | run bytes | chunk events (each) | chunk bytes (each) | "
           "events/chunk | bytes/chunk | run episodes | replay s")
@@ -113,6 +148,7 @@ def main(argv: list[str]) -> int:
               f"{min(chunk_bytes):6,d}..{max(chunk_bytes):<6,d}    | "
               f"{total_events / n:12.1f} | {total_bytes / n:11,.0f} | "
               f"{parent.episodes:12d} | {elapsed:8.2f}")
+    long_job(polls)
     return 0
 
 

@@ -6,6 +6,11 @@ generator never touches the environment). Steps: ``prepare_batch`` → one ``chu
 per chunk, at most ``maxConcurrentJobs`` in flight, raced against the ``cancel`` event →
 ``merge_results`` (partial results too) → ``write_marker`` last. Returns a small summary.
 
+``merge_results`` and ``write_marker`` failing with ``StorageError`` (storage 5xx, timeouts) are
+tried again on durable timers (:data:`OUTPUT_RETRY_SECONDS`) before the run fails; other codes
+(``Superseded``, a refused payload, a bug) are not: retrying cannot change them. Durable timers
+rather than ``RetryOptions``, which would retry every failure alike.
+
 The output folder is named after the input blob, so a newer upload of the same blob (its own
 run) owns it: ``merge_results`` and ``write_marker`` check the input's ETag and raise
 ``Superseded`` for a replaced or deleted blob; the run then writes nothing more and completes
@@ -23,7 +28,7 @@ import azure.durable_functions as df
 
 from activities import merge_results, prepare_batch, write_marker
 from orchestrators.blueprint import bp
-from orchestrators.clock import iso
+from orchestrators.clock import after, iso
 from orchestrators.failures import reason
 from orchestrators.fan_out import fan_out
 from orchestrators.progress import Progress, failing_chunks, run_code, run_message
@@ -31,6 +36,8 @@ from recobatch import errors, markers, naming
 
 Gen = Generator[Any, Any, Any]
 _INPUT_CODES = (errors.INVALID_INPUT, errors.INPUT_TOO_LARGE)
+# Waits before each new try of an output activity that failed with StorageError (about 3 min).
+OUTPUT_RETRY_SECONDS = (5, 15, 45, 120)
 
 
 def _log(context: df.DurableOrchestrationContext, text: str) -> None:
@@ -43,10 +50,23 @@ def _input_version(args: dict) -> dict:
     return {"container": args["container"], "inputName": args["name"], "etag": args.get("etag")}
 
 
-def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) -> Any:
-    """Schedule ``write_marker`` with a document from :mod:`recobatch.markers` (ids, counts)."""
-    return context.call_activity(write_marker, {"kind": document["kind"], **_input_version(args),
-                                                "marker": document})
+def _output_call(context: df.DurableOrchestrationContext, activity: Any, payload: dict) -> Gen:
+    """Call an output activity; a ``StorageError`` is tried again after a durable timer."""
+    for delay in (*OUTPUT_RETRY_SECONDS, None):
+        try:
+            return (yield context.call_activity(activity, payload))
+        except Exception as exc:
+            if delay is None or errors.code_of(exc) != errors.STORAGE_ERROR:
+                raise
+            _log(context, f"storage failed, trying again in {delay}s")
+            yield context.create_timer(after(context.current_utc_datetime, delay))
+    return None  # not reached: the last failure is raised
+
+
+def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) -> Gen:
+    """Write the marker (``write_marker``) with a document from :mod:`recobatch.markers`."""
+    return (yield from _output_call(context, write_marker, {
+        "kind": document["kind"], **_input_version(args), "marker": document}))
 
 
 def _superseded(context: df.DurableOrchestrationContext, progress: Progress,
@@ -93,7 +113,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         _log(context, f"input refused: {code}")
         progress.phase = "failed"
         context.set_custom_status(progress.status())
-        yield _write(context, args, _failed(context, args, started, code, sentence))
+        yield from _write(context, args, _failed(context, args, started, code, sentence))
         return {"instanceId": context.instance_id, "status": "Failed", "code": code,
                 "output": progress.output}
     progress.requests = int(prep.get("requests") or 0)
@@ -104,7 +124,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     progress.phase = "merging"
     context.set_custom_status(progress.status())
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
-    merged = yield context.call_activity(merge_results, {
+    merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
         "chunks": [{"name": r["chunk"], "status": r["status"]} for r in ordered]})
 
@@ -122,7 +142,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         message = run_message(code, failing_chunks(ordered), progress.total)
         document = _failed(context, args, started, code, message, chunks=ordered,
                            outputs=outputs, counts=counts)
-    yield _write(context, args, document)
+    yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())
     _log(context, f"ended {code or 'Succeeded'}")
@@ -149,7 +169,7 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
         progress.phase = "failed"
         context.set_custom_status(progress.status())
         try:
-            yield _write(context, args, _failed(context, args, started, code, sentence))
+            yield from _write(context, args, _failed(context, args, started, code, sentence))
         except Exception:
             _log(context, "could not write the _FAILED marker")
         raise

@@ -1,12 +1,22 @@
 """Sub-orchestration ``chunk_orchestrator``: one chunk's batch job, from submit to verified output.
 
-Input ``{instanceId, chunk, job, settings: {pollInitial, pollMax, timeoutMinutes}}``; output
-``{chunk, status, code, operationId, message, startedAt, endedAt, results}`` with ``status`` one
-of ``Succeeded | Failed | Cancelled | TimedOut | Rejected``. It never raises for upstream
-failures: the batch orchestrator reads the status and code.
+Input ``{instanceId, chunk, job, settings: {pollInitial, pollMax, timeoutMinutes}, resume?}``;
+output ``{chunk, status, code, operationId, message, startedAt, endedAt, results}`` with
+``status`` one of ``Succeeded | Failed | Cancelled | TimedOut | Rejected``. It never raises for
+upstream failures: the batch orchestrator reads the status and code.
 
 The deadline is ``start + timeoutMinutes`` on the orchestration clock. Every wait is a durable
-timer raced against the ``cancel`` external event, so a cancel wakes the chunk at once.
+timer raced against the ``cancel`` external event, so a cancel wakes the chunk at once; and the
+run's cancel flag is read before every submit and on every poll (``check_operation`` reports
+it), because the HTTP cancel can miss a chunk that started just after it read the run's
+``runningChunks``.
+
+A job may be polled for hours (``timeoutMinutes`` defaults to 6 h): each poll adds about 8
+history events, and every episode replays the whole history. So after ``POLLS_PER_EXECUTION``
+polls (or ``SUBMITS_PER_EXECUTION`` busy submits) the chunk continues as new, carrying the
+operation id, its start, the deadline and the next poll interval (``resume``): no execution's
+history passes 200 events, whatever the job's length. The parent sees one completion, with
+the last execution's output.
 """
 
 from __future__ import annotations
@@ -31,14 +41,29 @@ VERIFY_ATTEMPTS = 4
 # Submit failures with UpstreamUnavailable (5xx after the client's own retries) get this many
 # more tries; a timeout on submit may have created the job, so we do not insist forever.
 SUBMIT_UNAVAILABLE_TRIES = 3
+# History budget of one execution (about 8 events a poll, 12 a busy submit; see the docstring).
+POLLS_PER_EXECUTION = 16
+SUBMITS_PER_EXECUTION = 12
+# What _submit and _poll return when the execution's budget is spent: continue as new.
+CONTINUE = {"continue": True}
+
+
+def _flag_set(run: ChunkRun) -> Gen:
+    """Is the run's cancel flag blob there? A failure to look is not a reason to stop."""
+    try:
+        flag = yield run.context.call_activity(is_cancel_requested,
+                                               {"instanceId": run.instance_id})
+    except Exception as exc:  # the event may still reach us, and every poll looks again
+        run.log(f"is_cancel_requested failed: {errors.code_of(exc)}")
+        return False
+    return bool(flag.get("cancelled"))
 
 
 def _submit(run: ChunkRun) -> Gen:
-    """Submit until accepted; return a final result dict, or None once the job runs."""
+    """Submit until accepted; return a final result dict, CONTINUE, or None once the job runs."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk, "job": run.job}
-    unavailable = 0
-    while True:
-        if run.cancel.is_completed:
+    for _ in range(SUBMITS_PER_EXECUTION):
+        if run.cancel.is_completed or (yield from _flag_set(run)):
             return run.result(CANCELLED, "the run was cancelled before the job was submitted.")
         if run.past_deadline():
             return run.result(TIMED_OUT, "the service stayed busy until the chunk's deadline.")
@@ -46,8 +71,8 @@ def _submit(run: ChunkRun) -> Gen:
             answer = yield run.context.call_activity(submit_chunk, payload)
         except Exception as exc:  # the SDK hands activity failures over as plain Exception
             code, sentence = reason(exc)
-            if code == errors.UPSTREAM_UNAVAILABLE and unavailable < SUBMIT_UNAVAILABLE_TRIES:
-                unavailable += 1
+            if code == errors.UPSTREAM_UNAVAILABLE and run.unavailable < SUBMIT_UNAVAILABLE_TRIES:
+                run.unavailable += 1
                 yield from run.wait(run.poll_initial)  # a cancel is seen at the loop's top
                 continue
             status = REJECTED if code == errors.UPSTREAM_REJECTED else FAILED
@@ -60,6 +85,7 @@ def _submit(run: ChunkRun) -> Gen:
         retry_after = run.poll_initial if retry_after is None else float(retry_after)
         run.log(f"service busy, retrying in {retry_after:g}s")
         yield from run.wait(min(max(retry_after, 1.0), run.poll_max))
+    return CONTINUE
 
 
 def _cancel_upstream(run: ChunkRun) -> Gen:
@@ -71,16 +97,16 @@ def _cancel_upstream(run: ChunkRun) -> Gen:
 
 
 def _poll(run: ChunkRun) -> Gen:
-    """Poll the operation with backoff; return a final result dict, or None on Succeeded."""
-    interval = run.poll_initial
-    while True:
-        if (yield from run.wait(interval)):
+    """Poll the operation with backoff; return a final result dict, CONTINUE, or None on
+    Succeeded."""
+    for _ in range(POLLS_PER_EXECUTION):
+        if (yield from run.wait(run.interval)):
             yield from _cancel_upstream(run)
             return run.result(CANCELLED, "the run was cancelled.")
-        interval = min(interval * 2, run.poll_max)
+        run.interval = min(run.interval * 2, run.poll_max)
         try:
-            state = yield run.context.call_activity(check_operation,
-                                                    {"operationId": run.operation_id})
+            state = yield run.context.call_activity(check_operation, {
+                "operationId": run.operation_id, "instanceId": run.instance_id})
         except Exception as exc:
             code, sentence = reason(exc)
             if code != errors.UPSTREAM_UNAVAILABLE:
@@ -88,6 +114,9 @@ def _poll(run: ChunkRun) -> Gen:
                 yield from _cancel_upstream(run)
                 return run.result(FAILED, sentence, code=code)
             state = {}  # transient: poll again until the deadline
+        if state.get("cancelRequested"):
+            yield from _cancel_upstream(run)
+            return run.result(CANCELLED, "the run was cancelled.")
         status = state.get("status")
         if status == SUCCEEDED:
             return None
@@ -99,6 +128,7 @@ def _poll(run: ChunkRun) -> Gen:
         if run.past_deadline():
             yield from _cancel_upstream(run)
             return run.result(TIMED_OUT, "the batch job did not finish before the deadline.")
+    return CONTINUE
 
 
 def _verify(run: ChunkRun) -> Gen:
@@ -127,17 +157,17 @@ def _verify(run: ChunkRun) -> Gen:
 def chunk_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
     """Run one chunk's batch job: submit, poll, verify (see the module docstring)."""
     run = ChunkRun(context, context.get_input())
-    # A chunk started just after a cancel request may have missed the event: check the flag.
-    try:
-        flag = yield context.call_activity(is_cancel_requested, {"instanceId": run.instance_id})
-    except Exception as exc:  # the event still reaches us; not a reason to fail the chunk
-        run.log(f"is_cancel_requested failed: {errors.code_of(exc)}")
-        flag = {}
-    if flag.get("cancelled"):
-        return run.result(CANCELLED, "the run was cancelled before the job was submitted.")
-    outcome = yield from _submit(run)
+    outcome = None
+    if run.phase in ("start", "submit"):
+        outcome = yield from _submit(run)
+        if outcome is CONTINUE:
+            context.continue_as_new(run.carry("submit"))
+            return None
     if outcome is None:
         outcome = yield from _poll(run)
+        if outcome is CONTINUE:
+            context.continue_as_new(run.carry("poll"))
+            return None
     if outcome is None:
         outcome = yield from _verify(run)
     run.log(f"ended {outcome['status']}")

@@ -1,6 +1,8 @@
 """One chunk run's state for ``chunk_orchestrator``: ids, settings, clock bounds, the cancel wait.
 
-Deterministic: the clock is the orchestration clock, the waits are durable timers.
+Deterministic: the clock is the orchestration clock, the waits are durable timers. What must
+survive a continue-as-new (the phase, the operation id, the start, the deadline, the next poll
+interval, the submit tries used) is :meth:`ChunkRun.carry`, read back from ``args["resume"]``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators.blueprint import CANCEL_EVENT
-from orchestrators.clock import after, iso
+from orchestrators.clock import after, iso, parse_iso
 from recobatch import errors
 
 SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, REJECTED = (
@@ -28,17 +30,31 @@ class ChunkRun:
 
     def __init__(self, context: df.DurableOrchestrationContext, args: dict) -> None:
         self.context = context
+        self.args = args
         self.instance_id: str = args["instanceId"]
         self.chunk: str = args["chunk"]
         self.job: dict = args.get("job") or {}
         settings = args["settings"]
         self.poll_initial = float(settings["pollInitial"])
         self.poll_max = float(settings["pollMax"])
-        self.started = context.current_utc_datetime
-        self.deadline = after(self.started, float(settings["timeoutMinutes"]) * 60)
-        # One wait task for the whole run: re-yielded in every race, scheduled once.
+        resume = args.get("resume") or {}
+        self.phase: str = resume.get("phase", "start")
+        self.started = (parse_iso(resume["startedAt"]) if resume.get("startedAt")
+                        else context.current_utc_datetime)
+        self.deadline = (parse_iso(resume["deadline"]) if resume.get("deadline")
+                         else after(self.started, float(settings["timeoutMinutes"]) * 60))
+        self.interval = float(resume.get("interval") or self.poll_initial)
+        self.unavailable = int(resume.get("unavailable") or 0)
+        self.operation_id: str | None = resume.get("operationId")
+        # One wait task for the whole execution: re-yielded in every race, scheduled once.
         self.cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
-        self.operation_id: str | None = None
+
+    def carry(self, phase: str) -> dict:
+        """The input of the next execution (continue-as-new): same chunk, same clock bounds."""
+        resume = {"phase": phase, "operationId": self.operation_id,
+                  "startedAt": iso(self.started), "deadline": iso(self.deadline),
+                  "interval": self.interval, "unavailable": self.unavailable}
+        return {**{k: v for k, v in self.args.items() if k != "resume"}, "resume": resume}
 
     def result(self, status: str, message: str = "", *, code: str | None = None,
                results: int = 0) -> dict:

@@ -2,6 +2,13 @@
 
 The window is refilled with ``task_any`` over the running chunks and the ``cancel`` event; once
 cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited.
+
+A refill hands its new chunks to the host in a race with a timer due now, before the race over
+all running chunks. The Durable extension awaits each action the SDK returns in turn
+(``OutOfProcOrchestrationShim.ProcessAsyncActionsV2``), and the SDK's ``WhenAny`` for a
+``task_any`` lists only the tasks not yielded before: a race of old and new chunks would reach
+the extension as a wait for the new ones alone, so an older chunk finishing first would start
+nothing until the new one finished too (the window would shrink to one).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
     running: dict[Any, str] = {}  # task -> chunk name
     cancelled = False
     while queue or running:
+        started = []
         while queue and len(running) < window and not cancelled:
             name = queue.pop(0)
             child_id = naming.chunk_orchestration_id(context.instance_id, name)
@@ -43,10 +51,13 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
                                      "job": prep.get("job") or {}, "settings": chunk_settings},
                 child_id, expected_type=dict)  # the handle's own annotation says str
             running[task] = name
+            started.append(task)
             progress.running[name] = child_id
         context.set_custom_status(progress.status())
         if not running:
             break
+        if started and len(started) < len(running):
+            yield from _hand_over(context, started)
         winner = yield context.task_any(list(running) + ([] if cancelled else [cancel]))
         if winner is cancel:
             if not context.is_replaying:
@@ -61,6 +72,14 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
         progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
                                   "operationId": None, "message": "not started: run cancelled."}
     return cancelled
+
+
+def _hand_over(context: df.DurableOrchestrationContext, started: list) -> Gen:
+    """Schedule new chunks in an action the extension finishes at once (a timer due now)."""
+    now = context.create_timer(context.current_utc_datetime)
+    yield context.task_any([*started, now])
+    if not now.is_completed:
+        now.cancel()
 
 
 def _chunk_result(task: Any, name: str) -> dict:

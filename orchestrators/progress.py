@@ -3,6 +3,12 @@
 Pure helpers for ``batch_orchestrator``: no I/O, no clock of their own. The custom status is
 ``{phase, requests, chunks: {total, running, succeeded, failed}, runningChunks, output}``; the
 HTTP cancel reads ``runningChunks`` (sub-orchestration ids) to raise ``cancel`` to each.
+
+The host refuses a custom status over 16 KB of UTF-16 (the orchestration fails), so
+``runningChunks`` lists at most :data:`MAX_LISTED_RUNNING` ids, the oldest chunks first: 100 ids
+of 47 characters, a 1,024-character blob name in ``output`` and the rest stay under 13 KB at
+any window size. ``chunks.running`` is always the full count; a chunk left off the list sees
+the run's cancel flag at its next poll or submit.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recobatch import errors
+
+# Most sub-orchestration ids the custom status lists (see the module docstring).
+MAX_LISTED_RUNNING = 100
 
 # When chunks fail for different reasons, the run's code is the first of these that occurs.
 _CODE_PRIORITY = (errors.CANCELLED, errors.UPSTREAM_REJECTED, errors.UPSTREAM_JOB_FAILED,
@@ -39,7 +48,8 @@ class Progress:
         return {"phase": self.phase, "requests": self.requests,
                 "chunks": {"total": self.total, "running": len(self.running),
                            "succeeded": self.succeeded, "failed": self.failed},
-                "runningChunks": sorted(self.running.values()), "output": self.output}
+                "runningChunks": sorted(self.running.values())[:MAX_LISTED_RUNNING],
+                "output": self.output}
 
 
 def run_code(results: list[dict], cancelled: bool) -> str | None:

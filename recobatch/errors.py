@@ -45,9 +45,19 @@ CODES: tuple[str, ...] = (
     OUTPUT_INVALID, JOB_TIMED_OUT, CANCELLED, CONFIGURATION_ERROR, STORAGE_ERROR, SUPERSEDED,
 )
 
-# Longest first so "InputTooLarge" is never read as a shorter code; the code may be preceded by
-# the SDK's own wrapping text ("Activity function 'x' failed: InvalidInput: ...").
-_CODE_RE = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r"):")
+# Longest first so "InputTooLarge" is never read as a shorter code. The host wraps an activity's
+# exception as "Activity function 'x' failed:  <ClassName>: <str(exc)>", and for StorageError and
+# ConfigurationError the class name is the code itself: the code is the last of such a run.
+_CODES_ALT = "|".join(sorted(CODES, key=len, reverse=True))
+_CODE_RE = re.compile(r"\b(" + _CODES_ALT + r"):")
+_NEXT_CODE_RE = re.compile(r"\s*\b(" + _CODES_ALT + r"):")
+
+
+def _find_code(text: str) -> re.Match[str] | None:
+    match = _CODE_RE.search(text)
+    while match is not None and (following := _NEXT_CODE_RE.match(text, match.end())):
+        match = following
+    return match
 
 
 class RecobatchError(Exception):
@@ -216,7 +226,7 @@ def code_of(error: BaseException | str | None) -> str:
     if isinstance(error, RecobatchError):
         return error.code
     text = str(error) if error is not None else ""
-    match = _CODE_RE.search(text)
+    match = _find_code(text)
     return match.group(1) if match else INTERNAL_ERROR
 
 
@@ -225,5 +235,5 @@ def message_of(error: BaseException | str | None) -> str:
     if isinstance(error, RecobatchError):
         return error.message
     text = str(error) if error is not None else ""
-    match = _CODE_RE.search(text)
+    match = _find_code(text)
     return text[match.end():].strip() if match else text.strip()

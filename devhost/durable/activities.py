@@ -92,8 +92,9 @@ class ActivityPool:
         except Exception as exc:
             # the message only: inputs and outputs may carry data that must not be logged
             log.warning("activity %s of instance %s failed: %s", name, row["instance_id"], exc)
+            reason, details = failure_fields(name, exc)
             done = ev.event(ev.TASK_FAILED, self.clock.now(), TaskScheduledId=row["seq"],
-                            Reason=str(exc), Details=traceback.format_exc())
+                            Reason=reason, Details=details)
             retry = meta.get("retry")
             done_meta = {"retry": {**retry, "phase": "failed"}} if retry else None
         try:
@@ -104,3 +105,35 @@ class ActivityPool:
             with self._lock:
                 self._running.discard(row["id"])
             self.on_done()
+
+
+def failure_fields(name: str, exc: BaseException) -> tuple[str, str]:
+    """``Reason`` and ``Details`` of a ``TaskFailed`` event, as the real host writes them.
+
+    The Python worker reports ``f"{type(exc).__name__}: {exc}"`` and the traceback
+    (Azure/azure-functions-python-worker, ``azure_functions_worker/dispatcher.py``
+    ``_serialize_exception``); the Functions host wraps them in an ``RpcException`` whose message
+    is ``"Result: Failure\\nException: <message>\\nStack: <stack>"``; the Durable extension keeps
+    the text between ``\\nException:`` and ``\\nStack:`` (with its leading space) and fails the
+    task with ``Activity function '<name>' failed: <that text>``, the serialized exception as
+    details (Azure/azure-functions-durable-extension, ``Listener/TaskActivityShim.cs`` and
+    ``OutOfProcExceptionHelpers.cs``; DTFx ``Utils.SerializeCause``). The SDK then raises
+    ``Exception(f"{Reason} \\n {Details}")`` in the orchestrator.
+    """
+    message = f"{type(exc).__name__}: {exc}"
+    stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    rpc_message = f"Result: Failure\nException: {message}\nStack: {stack}"
+    friendly = rpc_message[rpc_message.index("\nException:") + len("\nException:"):
+                           rpc_message.index("\nStack:")]
+    rpc_type = "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException"
+    details = {
+        "$type": "System.Exception, System.Private.CoreLib", "ClassName": "System.Exception",
+        "Message": friendly, "Data": None,
+        "InnerException": {"$type": f"{rpc_type}, Microsoft.Azure.WebJobs.Script",
+                           "ClassName": rpc_type, "Message": rpc_message, "Data": None,
+                           "InnerException": None, "RemoteMessage": message,
+                           "RemoteStackTrace": stack, "IsUserException": True},
+        "HelpURL": None, "StackTraceString": None, "RemoteStackTraceString": None,
+        "RemoteStackIndex": 0, "ExceptionMethod": None, "HResult": -2146233088, "Source": None,
+    }
+    return f"Activity function '{name}' failed: {friendly}", json.dumps(details)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from devhost.durable import events as ev
 from devhost.durable.clock import iso, parse_iso
+from devhost.durable.replay import HOST_CONTEXT, Recorded, custom_status_error, walk
 from devhost.durable.store import TERMINAL, append_history, clear_instance, post_event
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Episode:
         self.new_events: list[dict[str, Any]] = []
         self.work: list[tuple[str, int, str | None, str | None, float | None, Any]] = []
         self.children: list[tuple[str, str, str | None, int, dict[str, Any] | None]] = []
+        self.recorded = Recorded.loads(inst["actions"])
 
     def _seq(self) -> int:
         seq = self.next_seq
@@ -67,47 +69,64 @@ class Episode:
             event["IsPlayed"] = True
         context = {
             "instanceId": self.id, "parentInstanceId": self.inst["parent_id"],
-            "isReplaying": bool(old), "input": input_text, "upperSchemaVersion": 1,
+            "isReplaying": bool(old), "input": input_text, **HOST_CONTEXT,
             "history": old + self.new_events,
         }
-        status, output, error, custom, actions = self._call(context)
-        recorded: list[list[Any]] = json.loads(self.inst["actions"])
+        status, output, error, custom, actions, schema = self._call(context)
         flat = ev.flatten(actions)
         if status != "Failed":
-            divergence = _diverges(recorded, flat)
-            if divergence:
-                status, error, output = "Failed", divergence, None
+            too_big = custom_status_error(custom)
+            if too_big:  # the extension's SetCustomStatus runs before the replay, and throws
+                status, output = "Failed", None
+                error = f"Orchestrator function '{self.inst['name']}' failed: {too_big}"
+        divergence = _diverges(self.recorded.keys, flat) if status != "Failed" else None
         continue_input: str | None = None
-        if status != "Failed":
-            for action in flat[len(recorded):]:
-                try:
-                    continue_input = self._schedule(action, continue_input)
-                except _Unsupported as exc:
-                    status, error = "Failed", str(exc)
-                    break
-                recorded.append(ev.action_key(action))
+        if divergence:
+            status, error, output = "Failed", divergence, None
+        elif not (status == "Failed" and not actions):
+            history = old + self.new_events
+            try:
+                invoked, blocked = walk(actions, schema, self.recorded.completion(flat, history))
+            except ValueError as exc:
+                status, error, output, invoked, blocked = "Failed", str(exc), None, 0, False
+            if blocked:
+                # The extension still awaits an action: nothing after it is scheduled, and the
+                # orchestration neither completes nor fails in this episode (replay.py).
+                status, output, error = "Running", None, None
+            if status != "Failed":
+                for action in flat[len(self.recorded.keys):invoked]:
+                    try:
+                        continue_input = self._schedule(action, continue_input)
+                    except _Unsupported as exc:
+                        status, error = "Failed", str(exc)
+                        break
         if status in ("Running", "Completed") and continue_input is not None:
             status = "ContinuedAsNew"
-        self._commit(status, output, error, custom, recorded, input_text, continue_input)
+        self._commit(status, output, error, custom, input_text, continue_input)
         _log_outcome(self.id, self.inst["name"], status, error, bool(old))
         e.wake()
 
-    def _call(self, context: dict[str, Any]) -> tuple[str, Any, str | None, Any, Any]:
+    def _call(self, context: dict[str, Any]) -> tuple[str, Any, str | None, Any, Any, int]:
+        """Call the orchestrator: (status, output, error, custom status, actions, schema)."""
         handle = self.engine.orchestrators.get(self.inst["name"])
         if handle is None:
-            return "Failed", None, f"No orchestrator function named '{self.inst['name']}'", None, []
+            error = f"No orchestrator function named '{self.inst['name']}'"
+            return "Failed", None, error, None, [], 0
         try:
             state = json.loads(handle(json.dumps(context)))
         except Exception as exc:  # the SDK raises with the state after a label
             message, _, state_text = str(exc).partition(OUT_OF_PROC_LABEL)
             state = json.loads(state_text) if state_text else {}
             error = f"Orchestrator function '{self.inst['name']}' failed: {message}"
-            return "Failed", None, error, state.get("customStatus"), state.get("actions")
+            return ("Failed", None, error, state.get("customStatus"), state.get("actions"),
+                    _schema(state))
         if state.get("error"):
             error = f"Orchestrator function '{self.inst['name']}' failed: {state['error']}"
-            return "Failed", None, error, state.get("customStatus"), state.get("actions")
+            return ("Failed", None, error, state.get("customStatus"), state.get("actions"),
+                    _schema(state))
         status = "Completed" if state.get("isDone") else "Running"
-        return status, state.get("output"), None, state.get("customStatus"), state.get("actions")
+        return (status, state.get("output"), None, state.get("customStatus"),
+                state.get("actions"), _schema(state))
 
     def _schedule(self, action: dict[str, Any], continue_input: str | None) -> str | None:
         kind = int(action["actionType"])
@@ -116,7 +135,8 @@ class Episode:
             seq = self._seq()
             self.new_events.append(ev.event(ev.TASK_SCHEDULED, self.now, seq, Name=name,
                                             Input=action.get("input")))
-            retry = _retry_meta(action, "activity") if kind == ev.CALL_ACTIVITY_RETRY else None
+            retry = (_retry_meta(action, "activity", seq) if kind == ev.CALL_ACTIVITY_RETRY
+                     else None)
             self.work.append(("activity", seq, name, action.get("input"), None,
                               {"retry": retry} if retry else None))
         elif kind in (ev.CALL_SUB, ev.CALL_SUB_RETRY):
@@ -124,7 +144,7 @@ class Episode:
             child = action.get("instanceId") or f"{self.id}:{seq}"
             self.new_events.append(ev.event(ev.SUB_CREATED, self.now, seq, Name=name,
                                             InstanceId=child, Input=action.get("input")))
-            retry = _retry_meta(action, "sub", child) if kind == ev.CALL_SUB_RETRY else None
+            retry = _retry_meta(action, "sub", seq, child) if kind == ev.CALL_SUB_RETRY else None
             self.children.append((child, str(name), action.get("input"), seq, retry))
         elif kind == ev.CREATE_TIMER:
             seq = self._seq()
@@ -132,18 +152,22 @@ class Episode:
             self.new_events.append(ev.event(ev.TIMER_CREATED, self.now, seq, FireAt=fire_at))
             self.work.append(("timer", seq, None, fire_at, parse_iso(fire_at), None))
         elif kind == ev.CONTINUE_AS_NEW_ACTION:
+            self.recorded.add(action, None)
             return action.get("input")
         elif kind == ev.WAIT_EVENT:
-            pass  # EventRaised events are appended when they arrive; the SDK matches them
+            seq = None  # EventRaised events are appended when they arrive; the SDK matches them
         else:
             raise _Unsupported(f"devhost does not support {ev.describe(ev.action_key(action))} "
                                "actions (entities and durable HTTP are not implemented)")
+        self.recorded.add(action, seq)
         return continue_input
 
     def _retry_bookkeeping(self, retry: dict[str, Any]) -> None:
         """After a failed attempt: the retry timer. After that timer: the next attempt."""
+        origin = retry.get("origin")
         if retry["phase"] == "failed":
             seq = self._seq()
+            self.recorded.alias(seq, origin)
             delay_ms = _retry_delay_ms(retry["options"], int(retry["attempt"]))
             fire_at = self.now + delay_ms / 1000.0
             self.new_events.append(ev.event(ev.TIMER_CREATED, self.now, seq, FireAt=iso(fire_at)))
@@ -152,8 +176,10 @@ class Episode:
             return
         attempt = int(retry["attempt"]) + 1
         if attempt > int(retry["options"].get("maxNumberOfAttempts", 1)):
-            return  # the SDK fails the task after this last timer
+            self.recorded.finish(origin)  # the SDK fails the task after this last timer
+            return
         seq = self._seq()
+        self.recorded.alias(seq, origin)
         next_retry = {**retry, "attempt": attempt, "phase": "running"}
         if retry["kind"] == "activity":
             self.new_events.append(ev.event(ev.TASK_SCHEDULED, self.now, seq, Name=retry["name"],
@@ -167,8 +193,7 @@ class Episode:
             self.children.append((child, retry["name"], retry["input"], seq, next_retry))
 
     def _commit(self, status: str, output: Any, error: str | None, custom: Any,
-                recorded: list[list[Any]], input_text: str | None,
-                continue_input: str | None) -> None:
+                input_text: str | None, continue_input: str | None) -> None:
         e = self.engine
         self.new_events.append(ev.event(ev.ORCHESTRATOR_COMPLETED, self.now))
         execution = int(self.inst["execution"])
@@ -192,7 +217,7 @@ class Episode:
                 " updated=?, next_seq=?, actions=? WHERE id=?",
                 ("Running" if status == "ContinuedAsNew" else status, input_text, out_text,
                  json.dumps(custom) if custom is not None else None, error, self.now,
-                 self.next_seq, json.dumps(recorded), self.id))
+                 self.next_seq, self.recorded.dumps(), self.id))
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?)",
                        (repr(self.now),))
             if status in TERMINAL:
@@ -265,10 +290,19 @@ def _diverges(recorded: list[list[Any]], flat: list[dict[str, Any]]) -> str | No
     return None
 
 
-def _retry_meta(action: dict[str, Any], kind: str, child: str | None = None) -> dict[str, Any]:
+def _retry_meta(action: dict[str, Any], kind: str, origin: int,
+                child: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "name": action.get("functionName"), "input": action.get("input"),
             "instanceId": child, "attempt": 1, "options": action.get("retryOptions") or {},
-            "phase": "running"}
+            "phase": "running", "origin": origin}
+
+
+def _schema(state: dict[str, Any]) -> int:
+    """The SDK's ``schemaVersion`` (absent: the Original schema, 0)."""
+    try:
+        return int(state.get("schemaVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _retry_delay_ms(options: dict[str, Any], attempt: int) -> float:

@@ -127,3 +127,18 @@ def test_is_cancel_requested_follows_the_flag_blob(containers, prepared):
     after = is_cancel_requested({"instanceId": "rb-chunk"})
 
     assert (before, after) == ({"cancelled": False}, {"cancelled": True})
+
+
+def test_check_operation_reports_the_run_s_cancel_flag_without_asking_the_service(
+        reco, containers, prepared):
+    answer = submit("rb-chunk", "chunk-00001", prepared["job"])
+    before = check_operation({"operationId": answer["operationId"], "instanceId": "rb-chunk"})
+    containers["work"].get_blob_client(naming.cancel_blob("rb-chunk")).upload_blob(b"")
+    reco.set_faults([{"target": "status", "action": "status", "status": 500, "count": -1}])
+
+    after = check_operation({"operationId": answer["operationId"], "instanceId": "rb-chunk"})
+
+    assert before["cancelRequested"] is False and before["status"] in (
+        "NotStarted", "Running", "Succeeded")
+    assert after == {"status": None, "percentComplete": None, "message": "",
+                     "cancelRequested": True}

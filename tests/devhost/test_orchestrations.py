@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
+import pytest
 import requests
 from devhost_testkit import DevHost
 
@@ -139,6 +141,38 @@ def test_continue_as_new_restarts_with_new_input(devhost: DevHost) -> None:
     assert _events(body)[0] == "ExecutionStarted" and _events(body).count("TaskScheduled") == 1
 
 
+def test_a_sub_orchestration_that_continues_as_new_completes_once_into_its_parent(
+        devhost: DevHost) -> None:
+    instance = devhost.start("parent_of_counter")
+
+    body = devhost.wait(instance)
+
+    assert body["runtimeStatus"] == "Completed"
+    assert body["output"] == {"n": 3, "seen": [0, 2, 4, 6]}
+    events = _events(body)
+    assert events.count("SubOrchestrationInstanceCreated") == 1
+    assert events.count("SubOrchestrationInstanceCompleted") == 1
+    child = devhost.status(f"{instance}-counter").json()
+    assert child["runtimeStatus"] == "Completed" and child["output"] == body["output"]
+
+
+def test_an_activity_failure_reaches_the_orchestrator_as_the_host_formats_it(
+        devhost: DevHost) -> None:
+    instance = devhost.start("catches", "disk gone")
+
+    body = devhost.wait(instance)
+
+    reason, _, details = body["output"].partition(" \n ")
+    assert reason == ("Activity function 'fails_typed' failed:  StorageError: StorageError: "
+                      "disk gone")
+    cause = json.loads(details)
+    assert cause["Message"] == " StorageError: StorageError: disk gone"
+    rpc = cause["InnerException"]["Message"]
+    assert rpc.startswith("Result: Failure\nException: StorageError: StorageError: disk gone"
+                          "\nStack: ")
+    assert "in fails_typed" in rpc
+
+
 def test_custom_status_is_visible_through_the_status_api(devhost: DevHost) -> None:
     instance = devhost.start("with_status")
 
@@ -227,3 +261,38 @@ def test_list_instances_filters_by_status(devhost: DevHost) -> None:
     assert instance in {i["instanceId"] for i in listed}
     assert {i["runtimeStatus"] for i in listed} == {"Completed"}
     assert later == []
+
+
+def test_task_any_of_an_old_and_a_new_task_waits_for_the_new_one_as_the_extension_does(
+        devhost: DevHost) -> None:
+    # The extension awaits each action in turn, and the SDK's WhenAny lists the new task only:
+    # the old one winning schedules nothing more until the new one completes.
+    spec = {"started": f"started-{uuid.uuid4().hex}", "flag": f"flag-{uuid.uuid4().hex}"}
+    instance = devhost.start("old_and_new", spec)
+    _wait_file(devhost.side_effect(spec["started"]))
+
+    assert devhost.raise_event(instance, "old", 1) == 202
+    time.sleep(1.0)
+    stuck = devhost.status(instance).json()
+    devhost.side_effect(spec["flag"]).touch()
+    body = devhost.wait(instance)
+
+    assert stuck["runtimeStatus"] == "Running"
+    assert [e.get("FunctionName") for e in stuck["historyEvents"]
+            if e["EventType"] == "TaskScheduled"] == ["wait_flag"]
+    assert body["runtimeStatus"] == "Completed"
+    assert body["output"] == {"winner": "old", "after": "Hello after"}
+
+
+@pytest.mark.parametrize(("pad", "status"), [(8000, "Completed"), (9000, "Failed")])
+def test_custom_status_over_16_kb_of_utf16_fails_the_orchestration(devhost: DevHost, pad: int,
+                                                                    status: str) -> None:
+    instance = devhost.start("big_status", pad)
+
+    body = devhost.wait(instance)
+
+    assert body["runtimeStatus"] == status
+    if status == "Failed":
+        assert body["output"] == (
+            "Orchestrator function 'big_status' failed: The UTF-16 size of the JSON-serialized "
+            "payload must not exceed 16 KB. The current payload size is 17 KB.")

@@ -99,6 +99,9 @@ def test_fast_timestamps_give_the_same_instant_as_dateutil() -> None:
 
     assert event.timestamp == parse(stamp) and event.timestamp.utcoffset().total_seconds() == 0
     assert fastparse._parse("Nov 28 2026 16:00 UTC") == parse("Nov 28 2026 16:00 UTC")
+    for host_stamp in ("2026-11-28T16:00:00.9999999Z", "2026-11-28T16:00:00Z",
+                       "2026-11-28T16:00:00.12Z"):  # how the extension writes them (.NET)
+        assert fastparse._parse(host_stamp) == parse(host_stamp)
 
 
 def test_clock_after_a_restart_is_not_behind_a_completion_waiting_in_an_inbox(tmp_path) -> None:
@@ -178,3 +181,28 @@ def test_a_missing_or_invalid_task_hub_name_stops_the_start(monkeypatch, value, 
 
     with pytest.raises(KeyError, match=re.escape(message)):
         task_hub(REPO_ROOT)
+
+
+def test_walk_stops_at_the_first_action_that_has_not_completed() -> None:
+    from devhost.durable.replay import walk
+
+    call = {"actionType": ev.CALL_ACTIVITY, "functionName": "a"}
+    timer = {"actionType": ev.CREATE_TIMER, "fireAt": "x", "isCanceled": False}
+    cancelled = {**timer, "isCanceled": True}
+    actions = [[call, {"actionType": ev.WHEN_ANY, "compoundActions": [call, timer]},
+                {"actionType": ev.WHEN_ALL, "compoundActions": [call, cancelled]}, call]]
+    finished = {0, 2}
+
+    assert walk(actions, 2, lambda i, _a: i in finished) == (5, True)  # WhenAll waits for #3
+    assert walk(actions, 2, lambda i, _a: i in finished | {3}) == (6, True)
+    assert walk(actions, 2, lambda i, _a: True) == (6, False)
+    # the Original schema: one Task.WhenAny per inner list
+    assert walk([[call, timer], [call]], 0, lambda i, _a: i == 1) == (3, True)
+
+
+def test_custom_status_limit_counts_utf16_kilobytes_rounded_down() -> None:
+    from devhost.durable.replay import custom_status_error
+
+    assert custom_status_error({"p": "x" * 8690}) is None  # 8,698 chars = 16.99 KB
+    assert "current payload size is 17 KB" in custom_status_error({"p": "x" * 8700})
+    assert "must not exceed 16 KB" in custom_status_error({"p": "é" * 8700})

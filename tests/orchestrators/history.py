@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
+from devhost.durable.replay import HOST_CONTEXT, wait_index, walk
+
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 OUT_OF_PROC_LABEL = "$OutOfProcData$:"
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -48,6 +50,7 @@ class ActionType(IntEnum):
     CALL_ACTIVITY_WITH_RETRY = 1
     CALL_SUB_ORCHESTRATOR = 2
     CALL_SUB_ORCHESTRATOR_WITH_RETRY = 3
+    CONTINUE_AS_NEW = 4
     CREATE_TIMER = 5
     WAIT_FOR_EXTERNAL_EVENT = 6
     WHEN_ANY = 11
@@ -120,8 +123,14 @@ class OrchestrationRun:
         self.actions: list[dict] = []  # every flattened action seen, in order
         self.new_actions: list[dict] = []  # the actions added by the last episode
         self.pending: dict[int, Scheduled] = {}
+        self.seqs: list[int | None] = []  # sequence number of each scheduled action
+        self.blocked = False  # the host still awaits an action (see devhost/durable/replay.py)
         self.state: dict = {}
         self.episodes = 0
+        self.name = name
+        self.executions = 1  # continue-as-new starts the next one with a fresh history
+        self.max_history = 0  # the longest history any execution reached
+        self.all_actions: list[dict] = []  # the scheduled actions of every execution
         self._seq = 0
         self._inbox: list[dict] = [self._event(EventType.EXECUTION_STARTED, Name=name,
                                                Input=json.dumps(input_), Version="")]
@@ -140,7 +149,7 @@ class OrchestrationRun:
         self._inbox = []
         context = {"history": self.history, "instanceId": self.instance_id,
                    "parentInstanceId": self.parent_instance_id, "isReplaying": False,
-                   "input": json.dumps(self.input), "upperSchemaVersion": 1}
+                   "input": json.dumps(self.input), **HOST_CONTEXT}
         try:
             raw = self.handle(json.dumps(context))
         except Exception as exc:
@@ -153,18 +162,56 @@ class OrchestrationRun:
         self.state = json.loads(raw)
         self.episodes += 1
         flat = flatten(self.state.get("actions", []))
-        self.new_actions = flat[len(self.actions):]
-        self.actions = flat
+        # The extension awaits each action in turn: what comes after one that has not
+        # completed is not scheduled yet (devhost/durable/replay.py names the upstream source).
+        invoked, self.blocked = walk(self.state.get("actions", []),
+                                     int(self.state.get("schemaVersion") or 0),
+                                     self._completed(flat))
+        self.new_actions = flat[len(self.actions):invoked]
+        self.actions = flat[:max(invoked, len(self.actions))]
         for action in self.new_actions:
             self._record(action)
+        self.all_actions.extend(self.new_actions)
         self.history.append(self._event(EventType.ORCHESTRATOR_COMPLETED))
+        self.max_history = max(self.max_history, len(self.history))
+        again = [a for a in self.new_actions if a["actionType"] == ActionType.CONTINUE_AS_NEW]
+        if again and self.state.get("isDone") and not self.blocked:
+            self._continue_as_new(again[0].get("input"))
         return self.state
+
+    def _continue_as_new(self, input_text: str | None) -> None:
+        """Start the next execution: same instance, fresh history; raised events carry over."""
+        self.executions += 1
+        self.input = json.loads(input_text or "null")
+        carried = [e for e in self._inbox if e["EventType"] == EventType.EVENT_RAISED]
+        self.history, self.actions, self.new_actions, self.seqs = [], [], [], []
+        self.pending, self.state, self._seq = {}, {}, 0
+        self._inbox = [self._event(EventType.EXECUTION_STARTED, Name=self.name,
+                                   Input=json.dumps(self.input), Version=""), *carried]
+
+    def _completed(self, flat: list[dict]) -> Callable[[int, dict], bool]:
+        raised: dict[str, int] = {}
+        for event in self.history:
+            if event["EventType"] == EventType.EVENT_RAISED:
+                raised[event["Name"]] = raised.get(event["Name"], 0) + 1
+
+        def done(index: int, action: dict) -> bool:
+            if action["actionType"] == ActionType.WAIT_FOR_EXTERNAL_EVENT:
+                return raised.get(action["externalEventName"], 0) >= wait_index(flat, index)
+            if index >= len(self.seqs):
+                return False
+            seq = self.seqs[index]
+            return seq is not None and seq not in self.pending
+
+        return done
 
     def _record(self, action: dict) -> None:
         kind = action["actionType"]
-        if kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
+        if kind in (ActionType.WAIT_FOR_EXTERNAL_EVENT, ActionType.CONTINUE_AS_NEW):
+            self.seqs.append(None)
             return  # waiting is not a scheduling event and takes no sequence number
         seq = self._seq
+        self.seqs.append(seq)
         self._seq += 1
         if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY):
             item = Scheduled(seq, "activity", action["functionName"],
@@ -195,13 +242,14 @@ class OrchestrationRun:
                 else EventType.SUB_ORCHESTRATION_COMPLETED)
         self._inbox.append(self._event(kind, TaskScheduledId=item.seq, Result=json.dumps(result)))
 
-    def fail(self, item: Scheduled, reason: str) -> None:
+    def fail(self, item: Scheduled, reason: str,
+             details: str = "Traceback (simulated)") -> None:
         """Queue the failure of an activity or sub-orchestration (``Reason`` = message)."""
         self.pending.pop(item.seq)
         kind = (EventType.TASK_FAILED if item.kind == "activity"
                 else EventType.SUB_ORCHESTRATION_FAILED)
         self._inbox.append(self._event(kind, TaskScheduledId=item.seq, Reason=reason,
-                                       Details="Traceback (simulated)"))
+                                       Details=details))
 
     def fire(self, timer: Scheduled) -> None:
         """Advance the clock to the timer and queue ``TimerFired``."""
@@ -228,7 +276,8 @@ class OrchestrationRun:
 
     @property
     def done(self) -> bool:
-        return bool(self.state.get("isDone"))
+        """Done as the host sees it: the SDK says so and the host's replay is not stuck."""
+        return bool(self.state.get("isDone")) and not self.blocked
 
     @property
     def output(self) -> Any:
@@ -258,13 +307,15 @@ class OrchestrationRun:
                 out.append("timer")
             elif kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
                 out.append("wait:" + action["externalEventName"])
+            elif kind == ActionType.CONTINUE_AS_NEW:
+                out.append("continue_as_new")
             else:
                 out.append(action["functionName"])
         return out
 
 
 Responder = Callable[[Scheduled, OrchestrationRun], Any]
-FAIL = object()  # a responder returns ``(FAIL, "Code: sentence")`` to fail an item
+FAIL = object()  # a responder returns ``(FAIL, "Code: sentence"[, details])`` to fail an item
 PENDING = object()  # a responder returns this to leave an item running
 
 
@@ -286,8 +337,8 @@ def drive(run: OrchestrationRun, respond: Responder, *, max_episodes: int = 10_0
             outcome = respond(item, run)
             if outcome is PENDING:
                 continue
-            if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] is FAIL:
-                run.fail(item, outcome[1])
+            if isinstance(outcome, tuple) and len(outcome) in (2, 3) and outcome[0] is FAIL:
+                run.fail(item, *outcome[1:])
             else:
                 run.complete(item, outcome)
         if between is not None:

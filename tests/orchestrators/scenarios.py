@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import OrchestrationRun, Scheduled
+from history import FAIL, OrchestrationRun, Scheduled
+
+from devhost.durable.activities import failure_fields
 
 RUN_ID = "rb-0123456789abcdef0123456789abcdef"
 
@@ -87,3 +89,11 @@ def chunk_responder(checks: list[Any] | None = None, verify: list[dict] | None =
         raise AssertionError(f"unexpected {item}")
 
     return respond
+
+
+def host_failure(activity: str, exc: BaseException) -> tuple:
+    """A responder answer failing an activity exactly as the Functions host reports ``exc``."""
+    try:
+        raise exc
+    except BaseException as raised:  # a real traceback, as the worker would send
+        return (FAIL, *failure_fields(activity, raised))

@@ -6,7 +6,9 @@ import json
 
 import pytest
 from history import FAIL, drive
-from scenarios import MERGED, RUN_ID, batch_responder, chunk_done, prepared
+from scenarios import MERGED, RUN_ID, batch_responder, chunk_done, host_failure, prepared
+
+from recobatch import errors
 
 CHUNK_IDS = [f"{RUN_ID}:chunk-{n:05d}" for n in range(1, 6)]
 
@@ -285,8 +287,12 @@ def test_chunks_finishing_out_of_order_each_start_once_in_order(batch_run):
     run.episode()
 
     while not run.done:  # one completion per episode, always the newest chunk first
-        item = run.waiting()[-1]
-        run.complete(item, respond(item, run))
+        timers = run.waiting("timer")
+        if timers:
+            run.fire(timers[0])
+        else:
+            item = run.waiting()[-1]
+            run.complete(item, respond(item, run))
         run.episode()
 
     ids = [a["instanceId"] for a in run.actions if a.get("functionName") == "chunk_orchestrator"]
@@ -336,3 +342,140 @@ def test_cancel_arriving_as_the_last_chunk_succeeds_keeps_the_run_succeeded(batc
 
     assert marker_of(run)["kind"] == "success"
     assert run.output["status"] == "Succeeded" and run.output["code"] is None
+
+
+def test_window_stays_full_when_an_older_chunk_finishes_before_a_newer_one(batch_run):
+    # The extension awaits each action in turn, and the SDK's WhenAny for a refill lists only
+    # the chunk it starts: the run must not depend on that chunk finishing first.
+    run = batch_run(maxConcurrentJobs=2)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(5))
+    run.episode()
+    first, second = run.waiting("suborchestration")
+    run.complete(first, chunk_done(first))
+    for _ in range(3):  # let the refill settle (a timer at "now" may be part of it)
+        run.episode()
+        for timer in run.waiting("timer"):
+            run.fire(timer)
+
+    run.complete(second, chunk_done(second))  # older than chunk 3, which still runs
+    for _ in range(3):
+        run.episode()
+        for timer in run.waiting("timer"):
+            run.fire(timer)
+
+    running = [item.instance_id for item in run.waiting("suborchestration")]
+    assert running == CHUNK_IDS[2:4]
+    assert run.custom_status["runningChunks"] == CHUNK_IDS[2:4]
+
+
+def test_window_holds_max_concurrent_jobs_while_chunks_finish_oldest_first(batch_run):
+    run = batch_run(maxConcurrentJobs=3)
+    respond = batch_responder(8)
+    run.episode()
+    seen: list[int] = []
+
+    while not run.done:
+        timers = run.waiting("timer")
+        if timers:  # settle a refill before the next chunk finishes
+            run.fire(timers[0])
+        else:
+            chunks = run.waiting("suborchestration")
+            if chunks:
+                seen.append(len(chunks))
+            item = chunks[0] if chunks else run.waiting()[0]
+            run.complete(item, respond(item, run))
+        run.episode()
+
+    assert seen == [3, 3, 3, 3, 3, 3, 2, 1]
+    assert run.output["status"] == "Succeeded" and run.output["chunks"]["succeeded"] == 8
+
+
+def test_custom_status_stays_under_the_host_limit_with_a_window_of_500(batch_run):
+    from devhost.durable.replay import custom_status_error
+
+    run = batch_run(maxConcurrentJobs=500)
+    run.input["name"] = "d/" + "n" * 1000 + ".json"  # the longest blob names
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(600))
+
+    run.episode()
+
+    assert run.custom_status["chunks"]["running"] == 500
+    assert custom_status_error(run.custom_status) is None
+    assert run.custom_status["runningChunks"][0] == f"{RUN_ID}:chunk-00001"
+    assert len(run.custom_status["runningChunks"]) == 100
+
+
+@pytest.mark.parametrize(("exc", "code", "sentence"), [
+    (errors.StorageError("could not write results.json."), "StorageError",
+     "could not write results.json."),
+    (errors.ConfigurationError("RECO_MODEL_ID is not set."), "ConfigurationError",
+     "RECO_MODEL_ID is not set."),
+    (ValueError("unexpected"), "InternalError", "Activity function 'merge_results' failed:  "
+                                                "ValueError: unexpected"),
+])
+def test_activity_failures_as_the_host_reports_them_give_the_code_and_the_plain_sentence(
+        batch_run, exc, code, sentence):
+    # The host prefixes the exception's class name, which for StorageError is the code again.
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure("merge_results", exc)
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    marker = marker_of(run)["marker"]
+    assert (marker["code"], marker["message"]) == (code, sentence)
+
+
+def test_transient_storage_failures_of_merge_and_marker_are_retried_on_durable_timers(batch_run):
+    run = batch_run()
+    failures = {"merge_results": 2, "write_marker": 1}
+
+    def respond(item, run_):
+        if failures.get(item.name):
+            failures[item.name] -= 1
+            return host_failure(item.name, errors.StorageError(
+                "cannot write blob daily/requests/results.json: 503 Server Busy."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    names = run.names()
+    assert names[-8:] == ["merge_results", "timer", "merge_results", "timer", "merge_results",
+                          "write_marker", "timer", "write_marker"]
+    assert names.count("merge_results") == 3 and names.count("write_marker") == 2
+    assert marker_of(run)["kind"] == "success"
+    assert run.output["status"] == "Succeeded"
+
+
+def test_storage_failing_for_good_fails_the_run_after_the_retries(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure(item.name, errors.StorageError("cannot write blob: timeout."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names().count("merge_results") == 5  # the first try and 4 retries
+    assert marker_of(run)["marker"]["code"] == "StorageError"
+    assert "StorageError" in run.state["error"]
+
+
+def test_a_refused_merge_is_not_retried(batch_run):
+    run = batch_run()
+
+    def respond(item, run_):
+        if item.name == "merge_results":
+            return host_failure(item.name, errors.InputError("merge_results: chunks missing."))
+        return batch_responder(2)(item, run_)
+
+    drive(run, respond)
+
+    assert run.names().count("merge_results") == 1
+    assert marker_of(run)["marker"]["code"] == "InvalidInput"

@@ -52,8 +52,8 @@ def test_busy_waits_retry_after_on_a_durable_timer_then_resubmits(chunk_run):
     drive(run, respond)
 
     names = run.names()
-    assert names[:6] == ["is_cancel_requested", "submit_chunk", "timer", "wait:cancel",
-                         "submit_chunk", "timer"]
+    assert names[:7] == ["is_cancel_requested", "submit_chunk", "timer", "wait:cancel",
+                         "is_cancel_requested", "submit_chunk", "timer"]
     assert names.count("submit_chunk") == 3
     assert timer_offsets(run)[:2] == [17.0, 34.0]
     assert run.output["status"] == "Succeeded" and run.output["operationId"] == "op-1"
@@ -270,3 +270,75 @@ def test_busy_retry_after_zero_waits_one_second_not_poll_initial(chunk_run):
     drive(run, respond)
 
     assert timer_offsets(run)[0] == 1.0
+
+
+def test_a_job_polled_60_times_keeps_every_chunk_history_under_200_events(chunk_run):
+    # (bench/orchestration_history.py shows 1,000 polls; 60 keep this test quick.)
+    run = chunk_run(timeoutMinutes=24 * 60)
+
+    drive(run, chunk_responder(checks=[RUNNING] * 59 + [SUCCEEDED]), max_episodes=2_000)
+
+    assert run.output["status"] == "Succeeded" and run.output["results"] == 10
+    assert run.names(run.all_actions).count("check_operation") == 60
+    assert run.names(run.all_actions).count("submit_chunk") == 1
+    assert run.max_history <= 200
+    assert run.executions > 1
+
+
+def test_continue_as_new_carries_the_operation_deadline_and_poll_interval(chunk_run):
+    run = chunk_run(timeoutMinutes=40)
+
+    drive(run, chunk_responder(checks=[RUNNING]), max_episodes=2_000)
+
+    assert run.executions > 1
+    assert run.output["status"] == "TimedOut" and run.output["operationId"] == "op-1"
+    assert parse_ts(run.output["startedAt"]) == T0
+    assert parse_ts(run.output["endedAt"]) == T0 + timedelta(minutes=40)
+    checks = [json.loads(a["input"]) for a in run.all_actions
+              if a.get("functionName") == "check_operation"]
+    assert {c["operationId"] for c in checks} == {"op-1"}
+    assert len(checks) == 4 + 39  # 5+10+20+40 s, then every 60 s until the deadline
+    cancel = [json.loads(a["input"]) for a in run.all_actions
+              if a.get("functionName") == "cancel_operation"]
+    assert cancel == [{"operationId": "op-1"}]
+
+
+def test_a_service_busy_for_hours_keeps_every_chunk_history_under_200_events(chunk_run):
+    run = chunk_run(timeoutMinutes=30)
+
+    drive(run, chunk_responder(submit=[{"accepted": False, "retryAfterSeconds": 30,
+                                        "reason": "busy"}]), max_episodes=2_000)
+
+    assert run.output["status"] == "TimedOut"
+    assert run.names(run.all_actions).count("submit_chunk") == 30 * 2
+    assert run.max_history <= 200
+
+
+def test_the_cancel_flag_is_checked_before_every_submit(chunk_run):
+    run = chunk_run()
+    flags = iter([False, False, True])
+
+    def respond(item, run_):
+        if item.name == "is_cancel_requested":
+            return {"cancelled": next(flags)}
+        return chunk_responder(submit=[BUSY])(item, run_)
+
+    drive(run, respond)
+
+    assert run.names().count("is_cancel_requested") == 3
+    assert run.names().count("submit_chunk") == 2
+    assert run.output["status"] == "Cancelled" and run.output["code"] == "Cancelled"
+
+
+def test_a_cancel_flag_seen_by_a_poll_cancels_the_job_and_stops(chunk_run):
+    # The chunk may have started after the HTTP cancel read runningChunks: no event reaches it.
+    run = chunk_run()
+    flagged = dict(RUNNING, cancelRequested=True)
+
+    drive(run, chunk_responder(checks=[RUNNING, flagged]))
+
+    checks = [json.loads(a["input"]) for a in run.actions
+              if a.get("functionName") == "check_operation"]
+    assert checks == [{"operationId": "op-1", "instanceId": RUN_ID}] * 2
+    assert run.names()[-1] == "cancel_operation"
+    assert run.output["status"] == "Cancelled" and run.output["operationId"] == "op-1"

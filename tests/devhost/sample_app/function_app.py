@@ -158,6 +158,22 @@ def counter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def parent_of_counter(context: df.DurableOrchestrationContext):
+    result = yield context.call_sub_orchestrator(counter, {"n": 0, "seen": []},
+                                                 f"{context.instance_id}-counter")
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def catches(context: df.DurableOrchestrationContext):
+    try:
+        yield context.call_activity(fails_typed, context.get_input())
+    except Exception as exc:
+        return str(exc)
+    return "no failure"
+
+
+@app.orchestration_trigger(context_name="context")
 def with_status(context: df.DurableOrchestrationContext):
     context.set_custom_status({"phase": "waiting"})
     value = yield context.wait_for_external_event("finish")
@@ -181,6 +197,25 @@ def early_event(context: df.DurableOrchestrationContext):
     yield context.call_activity(wait_flag, context.get_input())
     value = yield context.wait_for_external_event("early")
     return value
+
+
+@app.orchestration_trigger(context_name="context")
+def old_and_new(context: df.DurableOrchestrationContext):
+    """task_any over a task yielded before and a new one: the host waits for the new one."""
+    spec = context.get_input()
+    old = context.wait_for_external_event("old")
+    yield context.task_any([old, context.create_timer(context.current_utc_datetime)])
+    new = context.call_activity(wait_flag, spec)
+    winner = yield context.task_any([old, new])
+    after = yield context.call_activity(hello, "after")
+    return {"winner": "old" if winner == old else "new", "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
+def big_status(context: df.DurableOrchestrationContext):
+    context.set_custom_status({"pad": "x" * context.get_input()})
+    yield context.create_timer(context.current_utc_datetime)
+    return "done"
 
 
 @app.orchestration_trigger(context_name="context")
@@ -222,6 +257,18 @@ def wait_flag(spec: dict) -> str:
     while not _state(spec["flag"]).exists():
         time.sleep(0.05)
     return "flag seen"
+
+
+class StorageError(Exception):
+    """Named like recobatch's: the class name is also the error code."""
+
+    def __str__(self) -> str:
+        return f"StorageError: {self.args[0]}"
+
+
+@app.activity_trigger(input_name="text")
+def fails_typed(text: str) -> str:
+    raise StorageError(text)
 
 
 @app.activity_trigger(input_name="spec")
