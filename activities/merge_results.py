@@ -1,11 +1,16 @@
-"""Activity ``merge_results``: merge chunk outputs into ``results.json`` and ``errors.txt``.
+"""Activity ``merge_results``: commit ``results.json`` from staged parts, write ``errors.txt``.
 
-Input ``{instanceId, container, inputName, etag, chunks: [{name, status}]}`` (chunks in order;
-only ``Succeeded`` ones contribute results, the others give "not scored" error lines); output
-``{results: {name, size, md5}, errors: {name, size, md5}, counts: {results, errors}}``.
-Both blobs are written in 4 MiB blocks; one chunk output is in memory at a time. The blocks
-are committed only while ``container/inputName`` still has ``etag``: a newer upload owns the
-output folder, so a superseded run raises ``Superseded`` and leaves the folder untouched.
+Input ``{instanceId, container, inputName, etag, chunks: [{name, status, part}]}`` (chunks in
+order; ``part`` is what ``verify_output`` staged for a ``Succeeded`` chunk); output
+``{results: {name, size, parts}, errors: {name, size, md5}, counts: {results, errors}}``.
+
+``results.json`` is not rewritten here: each chunk staged its records as blocks when its output
+was verified (:mod:`recobatch.assembly`), so this step commits the block list in chunk order, in
+seconds whatever the size. A ``Succeeded`` chunk without a staged part (or whose blocks another
+writer's commit dropped) is staged here from its output. ``errors.txt`` (failed chunks' "not
+scored" lines, the service's error lines, the rejected requests) is written in 4 MiB blocks.
+Both are committed only while ``container/inputName`` still has ``etag``: a newer upload owns
+the output folder, so a superseded run raises ``Superseded`` and leaves the folder untouched.
 """
 
 from __future__ import annotations
@@ -13,14 +18,36 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from azure.storage.blob import BlobClient, ContainerClient
+
 from activities._payload import input_blob, required
 from activities.blueprint import bp
-from recobatch import naming, storage
-from recobatch.chunking import ChunkOutput, merge_outputs
+from recobatch import assembly, naming, storage
+from recobatch.chunking import SUCCEEDED, ChunkOutput, merge_errors
 from recobatch.errors import StorageError
 from recobatch.settings import get_settings
 
 NAME = "merge_results"
+
+
+def _indices(work: ContainerClient, instance: str, chunk: str) -> list[int]:
+    index = storage.download_bytes(work.get_blob_client(naming.chunk_index_blob(instance, chunk)))
+    if index is None:
+        raise StorageError(f"{chunk}: the chunk's index blob is missing.")
+    return list(json.loads(index))
+
+
+def _stage(work: ContainerClient, results: BlobClient, instance: str,
+           chunk: str) -> assembly.StagedPart:
+    """Stage a succeeded chunk's part from its output (when verify did not, or it was lost)."""
+    output = storage.open_reader_if_exists(
+        work.get_blob_client(naming.chunk_output_blob(instance, chunk)))
+    if output is None:
+        raise StorageError(f"{chunk}: the job's output blob is missing.")
+    with output:
+        return assembly.stage_chunk(results, assembly.run_tag(instance),
+                                    naming.chunk_number(chunk),
+                                    _indices(work, instance, chunk), output, chunk)
 
 
 def run(payload: dict) -> dict:
@@ -32,29 +59,28 @@ def run(payload: dict) -> dict:
     source, input_name, etag = input_blob(payload, NAME, service)
     work = service.get_container_client(settings.work_container)
     out = storage.ensure_container(service, settings.output_container)
+    results_name = naming.results_blob(input_name)
+    errors_name = naming.errors_blob(input_name)
+    results = out.get_blob_client(results_name)
+    tag = assembly.run_tag(instance)
 
-    def blob(name: str) -> bytes | None:
-        return storage.download_bytes(work.get_blob_client(name))
+    entries = [(naming.chunk_name(e), str(e.get("status", "")) if isinstance(e, dict)
+                else SUCCEEDED, e.get("part") if isinstance(e, dict) else None) for e in chunks]
+    succeeded = [(chunk, part) for chunk, status, part in entries if status == SUCCEEDED]
+    parts = [assembly.StagedPart.from_dict(part) if part else
+             _stage(work, results, instance, chunk) for chunk, part in succeeded]
 
-    def outputs() -> Iterator[ChunkOutput]:
-        for entry in chunks:
-            chunk = naming.chunk_name(entry)
-            status = str(entry.get("status", "")) if isinstance(entry, dict) else "Succeeded"
-            index = blob(naming.chunk_index_blob(instance, chunk))
-            if index is None:
-                raise StorageError(f"{chunk}: the chunk's index blob is missing.")
-            succeeded = status == "Succeeded"
-            error = blob(naming.chunk_error_blob(instance, chunk)) if succeeded else None
-            item = ChunkOutput(
-                name=chunk, indices=json.loads(index), status=status,
-                output=storage.open_reader_if_exists(work.get_blob_client(
-                    naming.chunk_output_blob(instance, chunk))) if succeeded else None,
-                error_text=error.decode("utf-8", "replace") if error is not None else None)
-            try:
-                yield item
-            finally:
-                if item.output is not None and not isinstance(item.output, bytes):
-                    item.output.close()
+    def error_outputs() -> Iterator[ChunkOutput]:
+        for chunk, status, _part in entries:
+            text = None
+            if status == SUCCEEDED:
+                error = storage.download_bytes(
+                    work.get_blob_client(naming.chunk_error_blob(instance, chunk)))
+                text = error.decode("utf-8", "replace") if error is not None else None
+                if not (text or "").strip():
+                    continue  # nothing to say: its index blob is not needed
+            yield ChunkOutput(name=chunk, indices=_indices(work, instance, chunk),
+                              status=status, error_text=text)
 
     def rejected() -> Iterator[tuple[int, str]]:
         rejected_blob = work.get_blob_client(naming.rejected_blob(instance))
@@ -66,27 +92,27 @@ def run(payload: dict) -> dict:
                     item = json.loads(line)
                     yield int(item["index"]), str(item["message"])
 
-    results_name = naming.results_blob(input_name)
-    errors_name = naming.errors_blob(input_name)
-    results_out = storage.BlobWriter(out.get_blob_client(results_name), "application/json")
     errors_out = storage.BlobWriter(out.get_blob_client(errors_name),
                                     "text/plain; charset=utf-8")
     try:
-        counts = merge_outputs(outputs(), rejected(), results_out, errors_out)
+        error_count = merge_errors(error_outputs(), rejected(), errors_out)
         # Staged blocks are invisible until committed: check just before the commit, the
         # latest moment a newer upload can still be seen.
         storage.ensure_current(source, etag)
+        try:
+            size = assembly.commit_results(results, tag, parts)
+        except assembly.MissingBlocks:
+            parts = [_stage(work, results, instance, chunk) for chunk, _part in succeeded]
+            storage.ensure_current(source, etag)
+            size = assembly.commit_results(results, tag, parts)
     except BaseException:
-        results_out.abort()
         errors_out.abort()
         raise
-    results_out.close()
     errors_out.close()
-    return {"results": {"name": results_name, "size": results_out.size,
-                        "md5": results_out.md5_base64},
+    return {"results": {"name": results_name, "size": size, "parts": len(parts)},
             "errors": {"name": errors_name, "size": errors_out.size,
                        "md5": errors_out.md5_base64},
-            "counts": {"results": counts.results, "errors": counts.errors}}
+            "counts": {"results": sum(p.results for p in parts), "errors": error_count}}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -1,7 +1,11 @@
-"""Activity ``verify_output``: is a chunk's output blob there, and does it fit its input?
+"""Activity ``verify_output``: is a chunk's output there and fit, and stage its results part.
 
-Input ``{instanceId, chunk}``; output ``{present, valid, results, message}``: valid means JSON
-``{"results": [...]}`` with one result per request of the chunk.
+Input ``{instanceId, chunk, inputName}``; output ``{present, valid, results, message, part}``:
+valid means JSON ``{"results": [...]}`` with one result per request of the chunk. In the same
+read, the chunk's merged records are staged as uncommitted blocks of the run's
+``results.json`` (:mod:`recobatch.assembly`); ``part`` (``{chunk, results, blocks, size}``)
+is what ``merge_results`` commits. Staged blocks stay invisible until that commit, which only
+a run that still owns the output folder makes.
 """
 
 from __future__ import annotations
@@ -10,8 +14,7 @@ import json
 
 from activities._payload import required
 from activities.blueprint import bp
-from recobatch import naming, storage
-from recobatch.chunking import count_results
+from recobatch import assembly, naming, storage
 from recobatch.errors import OutputInvalidError, StorageError
 from recobatch.settings import get_settings
 
@@ -22,8 +25,10 @@ def run(payload: dict) -> dict:
     """Do the work of ``verify_output`` (plain, no Functions host needed)."""
     instance = required(payload, NAME, "instanceId")
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
+    input_name = required(payload, NAME, "inputName")
     settings = get_settings()
-    work = storage.service_client(settings).get_container_client(settings.work_container)
+    service = storage.service_client(settings)
+    work = service.get_container_client(settings.work_container)
     output = storage.open_reader_if_exists(
         work.get_blob_client(naming.chunk_output_blob(instance, chunk)))
     if output is None:
@@ -33,13 +38,17 @@ def run(payload: dict) -> dict:
                                                                                 chunk)))
     if index is None:
         raise StorageError(f"{chunk}: the chunk's index blob is missing.")
-    expected = len(json.loads(index))
+    results = storage.ensure_container(service, settings.output_container).get_blob_client(
+        naming.results_blob(input_name))
     try:
         with output:
-            results = count_results(output, expected, chunk)
+            part = assembly.stage_chunk(results, assembly.run_tag(instance),
+                                        naming.chunk_number(chunk), json.loads(index), output,
+                                        chunk)
     except OutputInvalidError as exc:
         return {"present": True, "valid": False, "results": 0, "message": exc.message}
-    return {"present": True, "valid": True, "results": results, "message": ""}
+    return {"present": True, "valid": True, "results": part.results, "message": "",
+            "part": part.as_dict()}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -90,6 +90,14 @@ def _failed(context: df.DurableOrchestrationContext, args: dict, started: dateti
         etag=args.get("etag"), size=args.get("size"), container=args["container"], **fields)
 
 
+def _merge_entry(result: dict) -> dict:
+    """What ``merge_results`` needs of a chunk: name, status and its staged part (ids only)."""
+    entry = {"name": result["chunk"], "status": result["status"]}
+    if result.get("part"):
+        entry["part"] = result["part"]
+    return entry
+
+
 def _prepare_input(context: df.DurableOrchestrationContext, args: dict) -> dict:
     """Pin prepare to the blob version that started the run; pass the caller's job overrides."""
     payload = {"instanceId": context.instance_id, "container": args["container"],
@@ -126,7 +134,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
-        "chunks": [{"name": r["chunk"], "status": r["status"]} for r in ordered]})
+        "chunks": [_merge_entry(r) for r in ordered]})
 
     code = run_code(ordered, cancelled)
     counts = {"requests": progress.requests, "valid": prep.get("valid"),

@@ -133,7 +133,8 @@ def _poll(run: ChunkRun) -> Gen:
 
 def _verify(run: ChunkRun) -> Gen:
     """Check the output blob, waiting a little while it is not there yet."""
-    payload = {"instanceId": run.instance_id, "chunk": run.chunk}
+    payload = {"instanceId": run.instance_id, "chunk": run.chunk,
+               "inputName": run.args["inputName"]}
     for attempt in range(VERIFY_ATTEMPTS):
         try:
             found = yield run.context.call_activity(verify_output, payload)
@@ -143,7 +144,8 @@ def _verify(run: ChunkRun) -> Gen:
         if found.get("present"):
             if found.get("valid"):
                 return run.result(SUCCEEDED, found.get("message") or "",
-                                  results=int(found.get("results") or 0))
+                                  results=int(found.get("results") or 0),
+                                  part=found.get("part"))
             return run.result(FAILED, found.get("message") or "the output is not valid.",
                               code=errors.OUTPUT_INVALID)
         if attempt + 1 < VERIFY_ATTEMPTS:

@@ -57,13 +57,17 @@ class ChunkRun:
         return {**{k: v for k, v in self.args.items() if k != "resume"}, "resume": resume}
 
     def result(self, status: str, message: str = "", *, code: str | None = None,
-               results: int = 0) -> dict:
+               results: int = 0, part: dict | None = None) -> dict:
+        """The chunk's outcome; ``part`` is its staged share of ``results.json`` (ids only)."""
         if code is None and status != SUCCEEDED:
             code = _CODE_OF_STATUS.get(status, errors.UPSTREAM_JOB_FAILED)
-        return {"chunk": self.chunk, "status": status, "code": code,
-                "operationId": self.operation_id, "message": message,
-                "startedAt": iso(self.started), "endedAt": iso(self.context.current_utc_datetime),
-                "results": results}
+        outcome = {"chunk": self.chunk, "status": status, "code": code,
+                   "operationId": self.operation_id, "message": message,
+                   "startedAt": iso(self.started),
+                   "endedAt": iso(self.context.current_utc_datetime), "results": results}
+        if part is not None:
+            outcome["part"] = part
+        return outcome
 
     def log(self, text: str) -> None:
         if not self.context.is_replaying:

@@ -48,7 +48,8 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
             child_id = naming.chunk_orchestration_id(context.instance_id, name)
             task = context.call_sub_orchestrator(
                 chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
-                                     "job": prep.get("job") or {}, "settings": chunk_settings},
+                                     "inputName": args["name"], "job": prep.get("job") or {},
+                                     "settings": chunk_settings},
                 child_id, expected_type=dict)  # the handle's own annotation says str
             running[task] = name
             started.append(task)

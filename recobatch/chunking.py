@@ -183,9 +183,49 @@ def translate_errors(chunk: ChunkOutput) -> list[tuple[int, str]]:
     return lines
 
 
+class ErrorLines:
+    """Writes ``errors.txt``: each chunk's lines and the rejected requests, in index order."""
+
+    def __init__(self, rejected: Iterable[tuple[int, str]], errors_out: IO[bytes]) -> None:
+        self._pending = iter(rejected)
+        self._next: tuple[int, str] | None = next(self._pending, None)
+        self._out = errors_out
+        self.count = 0
+
+    def _flush_rejected(self, before: int | None) -> None:
+        while self._next is not None and (before is None or self._next[0] < before):
+            self._out.write(_rejected_line(self._next).encode("utf-8"))
+            self.count += 1
+            self._next = next(self._pending, None)
+
+    def add(self, chunk: ChunkOutput) -> None:
+        """The chunk's lines (see :func:`translate_errors`), after the rejections before them."""
+        for index, message in translate_errors(chunk):
+            self._flush_rejected(index)
+            self._out.write(f"request {index}: {message}\n".encode())
+            self.count += 1
+
+    def finish(self) -> int:
+        """The rejections after the last chunk; returns the number of lines written."""
+        self._flush_rejected(None)
+        return self.count
+
+
+def merge_errors(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, str]],
+                 errors_out: IO[bytes]) -> int:
+    """Write ``errors.txt`` alone (results are assembled from staged blocks); return lines."""
+    lines = ErrorLines(rejected, errors_out)
+    for chunk in chunks:
+        lines.add(chunk)
+    return lines.finish()
+
+
 def merge_outputs(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, str]],
                   results_out: IO[bytes], errors_out: IO[bytes]) -> MergeCounts:
     """Write ``results.json`` and ``errors.txt`` from chunk outputs, in original order.
+
+    The reference for :mod:`recobatch.assembly`, which writes the same bytes from blocks
+    staged per chunk.
 
     Parameters
     ----------
@@ -198,35 +238,23 @@ def merge_outputs(chunks: Iterable[ChunkOutput], rejected: Iterable[tuple[int, s
         ``request <i>: <message>`` lines go.
     """
     counts = MergeCounts()
-    pending = iter(rejected)
-    next_rejected = next(pending, None)
-
-    def flush_rejected(before: int | None) -> None:
-        nonlocal next_rejected
-        while next_rejected is not None and (before is None or next_rejected[0] < before):
-            errors_out.write(_rejected_line(next_rejected).encode("utf-8"))
-            counts.errors += 1
-            next_rejected = next(pending, None)
-
+    lines = ErrorLines(rejected, errors_out)
     results_out.write(b'{"results":[')
     for chunk in chunks:
         if chunk.status == SUCCEEDED:
             results = iter_results(chunk.output, len(chunk.indices), chunk.name)
             for index, result in zip(chunk.indices, results, strict=False):
-                results_out.write((b"," if counts.results else b"") + _record(index, result))
+                results_out.write((b"," if counts.results else b"") + record(index, result))
                 counts.results += 1
             for _extra in results:  # drains the check: raises if the counts differ
                 pass
-        for index, message in translate_errors(chunk):
-            flush_rejected(index)
-            errors_out.write(f"request {index}: {message}\n".encode())
-            counts.errors += 1
-    flush_rejected(None)
+        lines.add(chunk)
+    counts.errors = lines.finish()
     results_out.write(b"]}")
     return counts
 
 
-def _record(index: int, result: Any) -> bytes:
+def record(index: int, result: Any) -> bytes:
     """A merged result: the service's result with the request's original index first."""
     body = _dumps(result)
     if isinstance(result, dict):

@@ -445,6 +445,9 @@ def _short(exc: Exception) -> str:
     return safe_text(first.split("?", 1)[0], 200)  # redacts (e.g. an encoded sig%3D) first
 
 
+safe_error = _short  # the same, for other modules that report storage failures
+
+
 def delete_if_exists(blob: BlobClient) -> None:
     """Delete a blob; a missing blob is fine."""
     try:

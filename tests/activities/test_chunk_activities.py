@@ -102,7 +102,8 @@ def test_verify_output_sees_missing_and_invalid_outputs(reco, prepared, fault, p
     answer = submit("rb-chunk", "chunk-00001", prepared["job"])
     assert wait_operation(answer["operationId"])["status"] == "Succeeded"
 
-    verified = verify_output({"instanceId": "rb-chunk", "chunk": "chunk-00001"})
+    verified = verify_output({"instanceId": "rb-chunk", "chunk": "chunk-00001",
+                              "inputName": "in.json"})
 
     assert verified["present"] is present
     assert verified["valid"] is False
@@ -117,7 +118,9 @@ def test_resubmit_removes_a_stale_output_first(reco, containers, prepared):
     answer = submit("rb-chunk", "chunk-00001", prepared["job"])
     wait_operation(answer["operationId"])
 
-    assert verify_output({"instanceId": "rb-chunk", "chunk": 1})["present"] is False
+    verified = verify_output({"instanceId": "rb-chunk", "chunk": 1, "inputName": "in.json"})
+
+    assert verified["present"] is False
 
 
 def test_is_cancel_requested_follows_the_flag_blob(containers, prepared):

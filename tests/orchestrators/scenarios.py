@@ -13,8 +13,8 @@ RUN_ID = "rb-0123456789abcdef0123456789abcdef"
 
 def chunk_input(**settings: Any) -> dict:
     merged = {"pollInitial": 5, "pollMax": 60, "timeoutMinutes": 30, **settings}
-    return {"instanceId": RUN_ID, "chunk": "chunk-00001", "job": {"numberOfResults": 5},
-            "settings": merged}
+    return {"instanceId": RUN_ID, "chunk": "chunk-00001", "inputName": "daily/requests.json",
+            "job": {"numberOfResults": 5}, "settings": merged}
 
 
 def batch_input(**settings: Any) -> dict:

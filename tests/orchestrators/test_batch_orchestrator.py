@@ -86,7 +86,8 @@ def test_window_of_three_starts_three_chunks_with_their_settings(batch_run):
     started = run.waiting("suborchestration")
     assert [item.instance_id for item in started] == CHUNK_IDS[:3]
     assert started[0].input == {
-        "instanceId": RUN_ID, "chunk": "chunk-00001", "job": prepared(1)["job"],
+        "instanceId": RUN_ID, "chunk": "chunk-00001", "inputName": "daily/requests.json",
+        "job": prepared(1)["job"],
         "settings": {"pollInitial": 2, "pollMax": 30, "timeoutMinutes": 30}}
 
 

@@ -126,7 +126,8 @@ def test_succeeded_job_is_verified_and_its_result_count_returned(chunk_run):
     drive(run, chunk_responder(checks=[RUNNING, SUCCEEDED]))
 
     assert run.names()[-2:] == ["check_operation", "verify_output"]
-    assert json.loads(run.actions[-1]["input"]) == {"instanceId": RUN_ID, "chunk": "chunk-00001"}
+    assert json.loads(run.actions[-1]["input"]) == {"instanceId": RUN_ID, "chunk": "chunk-00001",
+                                                    "inputName": "daily/requests.json"}
     out = run.output
     assert (out["chunk"], out["status"], out["code"], out["results"]) == (
         "chunk-00001", "Succeeded", None, 10)
