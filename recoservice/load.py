@@ -228,6 +228,8 @@ def load(args: argparse.Namespace, key: str) -> int:
                                 f"{message or 'no message'} (model {model_id})")
     elif op_url:
         _say(f"follow it: GET {op_url} (it becomes the active build when it succeeds)")
+    else:
+        _say("the service gave no Operation-Location to follow the build with")
     print(f"RECO_MODEL_ID={model_id}")
     print(f"RECO_BUILD_ID={build_id}")
     return 0
