@@ -2,9 +2,11 @@
 
 ``python -m devhost.run`` (``make run``) starts the three services with settings that point at
 each other, prints where to drop files and how to call the HTTP API, and runs until Ctrl+C.
-``python -m devhost.run --demo`` (``make demo``) also submits ``samples/input.json`` and a
-generated ``samples/large.jsonl`` (> 5 MB), shows progress until both markers appear, prints
-the ``_SUCCESS`` manifest and the first results, then stops everything it started.
+``python -m devhost.run --demo`` (``make demo``) also submits ``samples/input.json`` (the v4
+batch documentation's example), ``samples/surface.json`` and a generated
+``samples/large.jsonl`` (> 5 MB) against the ``demo`` model (the Microsoft Store catalog),
+shows progress until every marker appears, prints the ``input.json`` manifest, the first
+results with seed and item names, and ``errors.txt``, then stops everything it started.
 """
 
 from __future__ import annotations
@@ -98,9 +100,67 @@ def _bar(done: int, total: int, width: int = 20) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+def _item_names(reco_base: str, key: str, model_id: str, ids: list[str]) -> dict[str, str]:
+    """Catalog names of ``ids`` (unknown ids left out), asked of the service in pieces."""
+    names: dict[str, str] = {}
+    wanted = list(dict.fromkeys(ids))
+    for start in range(0, len(wanted), 50):
+        resp = requests.get(f"{reco_base}/models/{model_id}/catalog/items",
+                            params={"ids": ",".join(wanted[start:start + 50])},
+                            headers={"Ocp-Apim-Subscription-Key": key}, timeout=30)
+        resp.raise_for_status()
+        names.update((item["id"], item["name"]) for item in resp.json()["value"])
+    return names
+
+
+def _named(item_id: str, names: dict[str, str]) -> str:
+    name = names.get(item_id)
+    return f"{name} ({item_id})" if name else f"{item_id} (not in the catalog)"
+
+
+def show_results(outputs, stem: str, names_of, shown: int = 3, top: int = 5) -> None:
+    """Print a finished input's results by name up to the ``shown``-th one with
+    recommendations (those without are one line each), then its ``errors.txt``."""
+    results = json.loads(outputs.get_blob_client(f"{stem}/results.json")
+                         .download_blob().readall())["results"]
+    errors = outputs.get_blob_client(f"{stem}/errors.txt").download_blob().readall()
+    error_lines = errors.decode("utf-8", "replace").splitlines()
+    print(f"{stem}: {len(results)} results, {len(error_lines)} lines in errors.txt; "
+          f"top {top} of the first results:")
+    first, with_recs = [], 0
+    for result in results:
+        if with_recs == shown:
+            break
+        first.append(result)
+        with_recs += bool(result["recommendations"])
+    names = names_of([i for r in first for i in r["request"].get("seedItems") or []])
+    for result in first:
+        seeds = " + ".join(_named(i, names) for i in result["request"].get("seedItems") or [])
+        if not result["recommendations"]:
+            print(f"  request {result['index']}: {seeds}: no recommendations")
+            continue
+        print(f"  request {result['index']}: {seeds}")
+        for rec in result["recommendations"][:top]:
+            item = rec["items"][0]
+            print(f"      {rec['rating']:.3f}  {item['name']} ({item['itemId']})")
+    if error_lines:
+        print(f"{stem}: errors.txt")
+        for line in error_lines[:10]:
+            print(f"  {line}")
+        if len(error_lines) > 10:
+            print(f"  ... {len(error_lines) - 10} more")
+
+
+def _summary(manifest: dict) -> str:
+    """One line of a ``_SUCCESS`` manifest: its counts and chunks."""
+    counts = ", ".join(f"{k} {v}" for k, v in (manifest.get("counts") or {}).items())
+    chunks = manifest.get("chunks") or []
+    return f"{counts}; {len(chunks)} chunk(s)"
+
+
 def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id: str,
              key: str, reco_base: str, timeout: float = 600) -> int:
-    """Upload the samples, follow both runs to their markers, print what they produced."""
+    """Upload the samples, follow the runs to their markers, print what they produced."""
     from azure.core.exceptions import ResourceNotFoundError
 
     item_ids = _demo_item_ids(reco_base, key, model_id, 500)
@@ -112,13 +172,17 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
     inputs = blob_service.get_container_client("batch-input")
     if not inputs.exists():
         inputs.create_container()
-    for path in (SAMPLES / "input.json", large):
+    samples = (SAMPLES / "input.json", SAMPLES / "surface.json", large)
+    etags: dict[str, str] = {}
+    for path in samples:
         with path.open("rb") as data:
-            inputs.upload_blob(path.name, data, overwrite=True)
+            uploaded = inputs.get_blob_client(path.name).upload_blob(data, overwrite=True)
+        etags[path.name] = str(uploaded["etag"]).strip('"')
         print(f"uploaded {path.name} to batch-input")
     outputs = blob_service.get_container_client("batch-output")
     # each input's output folder is named after the whole blob name (recobatch.naming)
-    pending = {"input.json": None, large.name: None}
+    pending = [path.name for path in samples]
+    finished: dict[str, tuple[str, dict]] = {}
     deadline = time.monotonic() + timeout
     status_url = f"http://127.0.0.1:{devhost.port}/api/batches"
     while pending and time.monotonic() < deadline:
@@ -128,27 +192,39 @@ def run_demo(blob_service, settings: dict[str, str], devhost: Service, model_id:
                     body = outputs.get_blob_client(f"{stem}/{marker}").download_blob().readall()
                 except ResourceNotFoundError:
                     continue
-                pending.pop(stem)
-                print(f"\n{stem}: {marker}")
-                print(json.dumps(json.loads(body), indent=2)[:3000])
-                if marker == "_SUCCESS":
-                    results = json.loads(outputs.get_blob_client(f"{stem}/results.json")
-                                         .download_blob().readall())["results"]
-                    print(f"{stem}: first results of {len(results)} (top 3 items each):")
-                    for result in results[:3]:
-                        top = [(r["items"][0]["itemId"], r["rating"])
-                               for r in result["recommendations"][:3]]
-                        print(f"  {result['request']} -> {top}")
+                manifest = json.loads(body)
+                # A marker left by an earlier `make demo` (same .run/) is not this upload's.
+                if str((manifest.get("input") or {}).get("etag") or "").strip('"') \
+                        != etags[stem]:
+                    continue
+                pending.remove(stem)
+                finished[stem] = (marker, manifest)
                 break
         _show_progress(status_url, settings, pending)
         time.sleep(1)
+    print()
+
+    def names_of(ids: list[str]) -> dict[str, str]:
+        return _item_names(reco_base, key, model_id, ids)
+
+    for path in samples:
+        if path.name not in finished:
+            continue
+        marker, manifest = finished[path.name]
+        print(f"\n{path.name}: {marker}")
+        if marker == "_FAILED" or path.name == "input.json":
+            print(json.dumps(manifest, indent=2)[:3000])
+        else:
+            print(f"  {_summary(manifest)}")
+        if marker == "_SUCCESS":
+            show_results(outputs, path.name, names_of, shown=3 if path != large else 2)
     if pending:
         print(f"\ntimed out waiting for {', '.join(pending)} (devhost log: {devhost.log})")
         return 1
-    return 0
+    return 0 if all(m == "_SUCCESS" for m, _ in finished.values()) else 1
 
 
-def _show_progress(status_url: str, settings: dict[str, str], pending: dict) -> None:
+def _show_progress(status_url: str, settings: dict[str, str], pending: list[str]) -> None:
     """Best effort: one line with the chunk progress of each run, from devhost's HTTP API."""
     try:
         resp = requests.get(status_url, headers={"x-functions-key": settings["DEVHOST_MASTER_KEY"]},

@@ -1,4 +1,5 @@
-"""Command line: ``python -m recoservice serve --host H --port P --state-dir D --key K ...``."""
+"""Command line: ``python -m recoservice serve --host H --port P --state-dir D --key K ...``;
+``python -m recoservice load ...`` loads your own catalog and usage (``recoservice.load``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from recoservice import load
 from recoservice.config import DEFAULT_ALLOWED_BLOB_HOSTS, Config
 
 
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-catalog-mb", type=float, default=200.0)
     serve.add_argument("--max-usage-mb", type=float, default=500.0)
     serve.add_argument("--log-level", default="info")
+    load.add_parser(commands)
     return parser
 
 
@@ -52,6 +55,8 @@ def _keys(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "load":
+        sys.exit(load.run(args, parser))
     keys = _keys(args, parser)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

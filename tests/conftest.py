@@ -27,7 +27,8 @@ class Reco:
     service: Service
     base_url: str
     key: str
-    demo_model_id: str
+    demo_model_id: str           # "demo": the Microsoft Store catalog, synthetic usage
+    synthetic_model_id: str = ""  # "synthetic": recoservice.synth.generate, SYN-000000 ...
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Ocp-Apim-Subscription-Key": key or self.key}
@@ -75,13 +76,15 @@ def _start_reco(workdir: Path, **kwargs) -> Reco:
     base = str(svc.extra["base_url"])
     models = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": TEST_KEY},
                           timeout=30).json()["models"]
-    demo = next((m["id"] for m in models if m["name"] == "demo"), "")
-    return Reco(service=svc, base_url=base, key=TEST_KEY, demo_model_id=demo)
+    named = {m["name"]: m["id"] for m in reversed(models)}  # the oldest of a name wins
+    return Reco(service=svc, base_url=base, key=TEST_KEY, demo_model_id=named.get("demo", ""),
+                synthetic_model_id=named.get("synthetic", ""))
 
 
 @pytest.fixture(scope="session")
 def recoservice(tmp_path_factory: pytest.TempPathFactory, azurite: Service) -> Iterator[Reco]:
-    """One recoservice with the demo model, shared by the session (faults cleared per use)."""
+    """One recoservice with the demo and synthetic models, shared by the session (faults
+    cleared per use)."""
     reco = _start_reco(tmp_path_factory.mktemp("recoservice"), demo=True)
     yield reco
     reco.service.stop()

@@ -131,8 +131,8 @@ def test_user_route_needs_user_id(recoservice, tiny_model):
     assert "userId" in resp.json()["error"]["message"]
 
 
-def test_demo_model_recommends_synthetic_items(recoservice):
-    url = f"{recoservice.base_url}/models/{recoservice.demo_model_id}"
+def test_synthetic_model_recommends_synthetic_items(recoservice):
+    url = f"{recoservice.base_url}/models/{recoservice.synthetic_model_id}"
 
     recs = _item(recoservice, url, itemIds="SYN-000010",
                  numberOfResults=10).json()["recommendedItems"]
