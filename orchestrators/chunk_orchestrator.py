@@ -125,6 +125,7 @@ def _poll(run: ChunkRun) -> Gen:
                               code=errors.UPSTREAM_JOB_FAILED)
         if status == CANCELLED:
             return run.result(CANCELLED, "the batch job was cancelled upstream.")
+        run.interval = run.next_interval(state.get("percentComplete"))
         if run.past_deadline():
             yield from _cancel_upstream(run)
             return run.result(TIMED_OUT, "the batch job did not finish before the deadline.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -46,6 +47,8 @@ class ChunkRun:
         self.interval = float(resume.get("interval") or self.poll_initial)
         self.unavailable = int(resume.get("unavailable") or 0)
         self.operation_id: str | None = resume.get("operationId")
+        # (when, percentComplete) of the last poll, to estimate when the job ends.
+        self.progress_seen: tuple[datetime, float] | None = None
         # One wait task for the whole execution: re-yielded in every race, scheduled once.
         self.cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
 
@@ -82,6 +85,23 @@ class ChunkRun:
             timer.cancel()
             return True
         return False
+
+    def next_interval(self, percent: Any) -> float:
+        """The wait before the next poll: the backoff, or sooner when the job's progress says
+        it ends sooner (its rate since the last poll), never below ``pollInitial``.
+
+        A job stuck short of 100 % is thus polled at most every ``pollInitial`` seconds, and a
+        job that reports no progress keeps the plain backoff.
+        """
+        now = self.context.current_utc_datetime
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            return self.interval
+        seen, self.progress_seen = self.progress_seen, (now, float(percent))
+        if seen is None or not seen[1] < percent < 100:
+            return self.interval
+        elapsed = max((now - seen[0]).total_seconds(), 0.001)
+        remaining = (100 - percent) * elapsed / (percent - seen[1])
+        return min(self.interval, max(remaining, self.poll_initial))
 
     def past_deadline(self) -> bool:
         return self.context.current_utc_datetime >= self.deadline

@@ -81,6 +81,18 @@ def test_busy_until_the_deadline_times_out_without_cancelling_anything(chunk_run
     assert max(timer_offsets(run)) == 60.0  # the last wait is cut at the deadline
 
 
+def test_progress_shortens_the_wait_to_the_estimated_end_but_not_below_poll_initial(
+        chunk_run):
+    run = chunk_run()
+    checks = [{**RUNNING, "percentComplete": p} for p in (10, 55, 90)] + [SUCCEEDED]
+
+    drive(run, chunk_responder(checks=checks))
+
+    # 10 % at 5 s, 55 % at 15 s: 10 s to go (not the 20 s backoff); 90 % at 25 s: 2.9 s to
+    # go, waited as pollInitial (5 s) instead of the 20 s backoff.
+    assert gaps(timer_offsets(run)) == [5, 10, 10, 5]
+
+
 def test_poll_interval_doubles_from_poll_initial_to_poll_max(chunk_run):
     run = chunk_run()
 
