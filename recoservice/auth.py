@@ -61,8 +61,8 @@ def unauthorized(missing: bool, header: str = KEY_HEADER) -> ApiError:
     return ApiError(401, "Unauthorized", f"Access denied: the {header} header {what}.")
 
 
-def require_key(request: Request) -> str:
-    """FastAPI dependency: the caller's subscription key, as ``ApiGuard`` matched it.
+def caller_key(request: Request) -> str:
+    """The caller's subscription key, as ``ApiGuard`` matched it (401 when none was).
 
     Raises
     ------
@@ -75,9 +75,15 @@ def require_key(request: Request) -> str:
     return str(key)
 
 
-def require_admin(request: Request) -> None:
+async def require_key(request: Request) -> str:
+    """FastAPI dependency: ``caller_key``. Async so FastAPI runs it inline: a sync dependency
+    would cost every request a round trip through the thread pool."""
+    return caller_key(request)
+
+
+async def require_admin(request: Request) -> None:
     """FastAPI dependency of the admin routes: 403 unless ``Recoservice-Admin-Key`` is valid."""
-    require_key(request)
+    caller_key(request)
     admin_keys: KeySet = request.app.state.admin_keys
     if admin_keys.match(request.headers.get(ADMIN_HEADER)) is None:
         raise ApiError(403, "Forbidden",

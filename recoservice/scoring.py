@@ -84,6 +84,8 @@ class Scorer:
         self.state = state
         self._cache: OrderedDict[tuple[str, int], LoadedBuild] = OrderedDict()
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._forgotten: dict[str, int] = {}  # model id → times forget() was called
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -115,14 +117,33 @@ class Scorer:
         """The loaded build (cached; at most ``CACHE_SIZE`` builds stay in memory)."""
         build_id = self.resolve_build(model_id, build_id)
         key = (model_id, build_id)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        loaded = self.cached(model_id, build_id)
+        if loaded is not None:
+            return loaded
+        # Disk loads take seconds: one at a time, and never while holding the cache lock,
+        # so a look-up of a cached build (``cached``, from the event loop) never waits on one.
+        with self._load_lock:
+            loaded = self.cached(model_id, build_id)
+            if loaded is not None:
+                return loaded
+            with self._lock:
+                generation = self._forgotten.get(model_id, 0)
             loaded = self._read(model_id, build_id)
-            self._cache[key] = loaded
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            with self._lock:
+                if self._forgotten.get(model_id, 0) != generation:
+                    return loaded  # forgotten while read (catalog changed): do not cache
+                self._cache[key] = loaded
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            return loaded
+
+    def cached(self, model_id: str, build_id: int) -> LoadedBuild | None:
+        """The build if it is loaded already (a resolved ``build_id``), else ``None``; fast."""
+        key = (model_id, build_id)
+        with self._lock:
+            loaded = self._cache.get(key)
+            if loaded is not None:
+                self._cache.move_to_end(key)
             return loaded
 
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
@@ -140,6 +161,7 @@ class Scorer:
     def forget(self, model_id: str) -> None:
         """Drop cached builds of a model (its catalog changed or it was deleted)."""
         with self._lock:
+            self._forgotten[model_id] = self._forgotten.get(model_id, 0) + 1
             for key in [k for k in self._cache if k[0] == model_id]:
                 del self._cache[key]
 
@@ -152,6 +174,9 @@ class Scorer:
         """Item-to-item recommendations for every seed list, in order."""
         _check_k(k)
         built = self.load(model_id, build_id)
+        if len(seed_lists) == 1:
+            return [self.recommend_one(built, seed_lists[0], k, include_metadata,
+                                       minimal_score)]
         indptr, indices = [0], []
         for seeds in seed_lists:
             # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
@@ -173,6 +198,23 @@ class Scorer:
                 out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
                                                include_metadata)))
         return out
+
+    @staticmethod
+    def recommend_one(built: LoadedBuild, seeds: Sequence[str], k: int,
+                      include_metadata: bool = False,
+                      minimal_score: float = 0.0) -> ScoredRequest:
+        """One item-to-item request on a loaded build (single calls): a fraction of a
+        millisecond, so the recommend route runs it on the event loop. Same results as in bulk
+        (``SarModel.recommend_one``)."""
+        _check_k(k)
+        known = [built.item_index[s] for s in dict.fromkeys(seeds) if s in built.item_index]
+        if not known:
+            return ScoredRequest(error="none of the seed items are in the catalog")
+        idx, score, fill = built.model.recommend_one(known, k, minimal_score=minimal_score)
+        because = (f"People who like '{built.names[known[0]]}' also like"
+                   if len(known) == 1 else SEVERAL_SEEDS)
+        rounded = np.round(np.asarray(score, dtype=np.float64), 6).tolist()
+        return ScoredRequest(_recs(built, idx, rounded, fill, because, include_metadata))
 
     def recommend_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
                         k: int, include_metadata: bool = False,
