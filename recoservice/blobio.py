@@ -12,6 +12,7 @@ import fnmatch
 import ipaddress
 import re
 import socket
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +24,10 @@ from urllib3.util import parse_url
 
 # The hosted service's documented input limit (2 MB).
 MAX_INPUT_BYTES = 2_097_152
-# Output is uploaded in blocks of about this size, so it never sits in memory whole.
+# Output is uploaded in blocks of about this size, so it never sits in memory whole, by this
+# many threads at once (while the job encodes the next blocks).
 BLOCK_BYTES = 4 * 1024 * 1024
+UPLOAD_THREADS = 3
 REDACTED = "***"
 # Fail fast on a dead host instead of azure-core's default long retry chain; never follow a
 # redirect (it could lead to a host the allow-list never saw).
@@ -260,8 +263,11 @@ def write_blob(location: BlobLocation, data: bytes, content_type: str) -> None:
 class BlockWriter:
     """Write a blob in staged blocks; it appears only on ``close()`` (all or nothing).
 
-    A job cancelled or failed half-way leaves no partial output blob, only uncommitted blocks
-    that storage discards on its own.
+    Blocks are staged by ``UPLOAD_THREADS`` threads while the caller goes on producing the
+    next ones (at most ``UPLOAD_THREADS + 1`` blocks are in flight, so memory stays bounded);
+    ``close()`` waits for them and commits the list in order. A job cancelled or failed
+    half-way calls ``abort()`` and leaves no blob, only uncommitted blocks that storage
+    discards on its own.
     """
 
     def __init__(self, location: BlobLocation, content_type: str) -> None:
@@ -271,6 +277,8 @@ class BlockWriter:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._blocks: list[BlobBlock] = []
+        self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="blob-upload")
+        self._pending: list[Future[None]] = []
 
     def write(self, data: bytes) -> None:
         self._buffer.append(data)
@@ -279,25 +287,40 @@ class BlockWriter:
             self._stage()
 
     def close(self) -> None:
-        """Stage what is left and commit every block as the blob's content."""
-        self._stage()
+        """Stage what is left, wait for every block and commit them as the blob's content."""
         try:
+            self._stage()
+            self._wait(0)
             self._client.commit_block_list(
                 self._blocks, content_settings=ContentSettings(content_type=self._content_type))
         except AzureError as exc:
             raise self._error(exc) from None
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop staging (nothing is committed, so no blob appears)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _stage(self) -> None:
         if not self._buffer:
             return
         # Same-length ids, as the Blob service requires within one blob.
         block_id = f"{len(self._blocks):08d}"
-        try:
-            self._client.stage_block(block_id, b"".join(self._buffer))
-        except AzureError as exc:
-            raise self._error(exc) from None
-        self._blocks.append(BlobBlock(block_id=block_id))
+        data = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
+        self._blocks.append(BlobBlock(block_id=block_id))
+        self._wait(UPLOAD_THREADS)
+        self._pending.append(self._pool.submit(self._client.stage_block, block_id, data))
+
+    def _wait(self, most: int) -> None:
+        """Wait until at most ``most`` blocks are still being staged; raise the first error."""
+        while len(self._pending) > most:
+            try:
+                self._pending.pop(0).result()
+            except AzureError as exc:
+                self.abort()
+                raise self._error(exc) from None
 
     def _error(self, exc: AzureError) -> BlobIOError:
         return BlobIOError(f"Cannot write blob {self._location.url_without_token}: "

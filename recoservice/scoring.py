@@ -38,6 +38,9 @@ from recoservice.state import State
 CACHE_SIZE = 8
 SEVERAL_SEEDS = "People who like the selected items also like"
 USER_REASON = "People who like the items you used also like"
+NO_SEED_KNOWN = "none of the seed items are in the catalog"
+# RawScores.reason values other than a seed's item index.
+NONE_KNOWN, SEVERAL, USER = -1, -2, -3
 
 
 @dataclass
@@ -60,10 +63,28 @@ class LoadedBuild:
     metadata: list[str]
     quoted: list[str] = field(default_factory=list)          # " '<name>'" per item
     popular_reason: list[str] = field(default_factory=list)  # "'<name>' is popular"
+    # Pre-encoded output pieces, built once per build by their users (batch_output).
+    encoded: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.quoted = [f" '{name}'" for name in self.names]
         self.popular_reason = [f"'{name}' is popular" for name in self.names]
+
+
+@dataclass
+class RawScores:
+    """Scores of many requests as plain lists, before any output is built.
+
+    ``idx[r]``, ``score[r]`` (rounded to 6 decimals), ``fill[r]`` (backfilled?) hold ``k``
+    entries each, padded with -1; ``reason[r]`` says which reasoning applies (see
+    ``Scorer.score_items``).
+    """
+
+    built: LoadedBuild
+    reason: list[int]
+    idx: list[list[int]]
+    score: list[list[float]]
+    fill: list[list[bool]]
 
 
 def load_ids(path) -> tuple[list[str], list[str]]:
@@ -167,36 +188,68 @@ class Scorer:
 
     # -- scoring -------------------------------------------------------------------------------
 
+    def score_items(self, model_id: str, build_id: int | None,
+                    seed_lists: Sequence[Sequence[str]], k: int,
+                    minimal_score: float = 0.0) -> RawScores:
+        """Item-to-item scores for every seed list, in ONE vectorised call, as plain lists.
+
+        ``reason[r]`` is the index of the one known seed (its name goes into the reasoning),
+        ``SEVERAL`` for several known seeds, ``NONE_KNOWN`` when no seed is in the catalog.
+        """
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        indptr, indices = [0], []
+        reason = []
+        for seeds in seed_lists:
+            # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
+            known = [built.item_index[s] for s in dict.fromkeys(seeds)
+                     if s in built.item_index]
+            indices.extend(known)
+            indptr.append(len(indices))
+            reason.append(known[0] if len(known) == 1 else SEVERAL if known else NONE_KNOWN)
+        idx, score, fill = _as_lists(*built.model.recommend_items(
+            np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
+            minimal_score=minimal_score, return_backfill=True))
+        return RawScores(built, reason, idx, score, fill)
+
+    def score_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
+                    k: int, minimal_score: float = 0.0) -> RawScores:
+        """User-to-item scores for every user id, as plain lists (``reason``: ``USER`` for a
+        known user, ``NONE_KNOWN`` for an unknown one)."""
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        users = [built.user_index.get(u, -1) for u in user_ids]
+        try:
+            idx, score, fill = _as_lists(*built.model.recommend_users(
+                np.asarray(users, dtype=np.int64), k, minimal_score=minimal_score,
+                return_backfill=True))
+        except ValueError as exc:
+            raise ApiError(400, "BadArgument",
+                           f"This build cannot recommend for users: {exc}.") from exc
+        reason = [USER if u >= 0 else NONE_KNOWN for u in users]
+        return RawScores(built, reason, idx, score, fill)
+
     def recommend_items(self, model_id: str, build_id: int | None,
                         seed_lists: Sequence[Sequence[str]], k: int,
                         include_metadata: bool = False,
                         minimal_score: float = 0.0) -> list[ScoredRequest]:
         """Item-to-item recommendations for every seed list, in order."""
-        _check_k(k)
-        built = self.load(model_id, build_id)
         if len(seed_lists) == 1:
-            return [self.recommend_one(built, seed_lists[0], k, include_metadata,
-                                       minimal_score)]
-        indptr, indices = [0], []
-        for seeds in seed_lists:
-            # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
-            indices.extend(built.item_index[s] for s in dict.fromkeys(seeds)
-                           if s in built.item_index)
-            indptr.append(len(indices))
-        idx, score, fill = _as_lists(*built.model.recommend_items(
-            np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
-            minimal_score=minimal_score, return_backfill=True))
+            _check_k(k)
+            return [self.recommend_one(self.load(model_id, build_id), seed_lists[0], k,
+                                       include_metadata, minimal_score)]
+        raw = self.score_items(model_id, build_id, seed_lists, k, minimal_score)
+        built = raw.built
         out = []
         with _gc_paused():
-            for r in range(len(seed_lists)):
-                known = indices[indptr[r]:indptr[r + 1]]
-                if not known:
-                    out.append(ScoredRequest(error="none of the seed items are in the catalog"))
+            for r, why in enumerate(raw.reason):
+                if why == NONE_KNOWN:
+                    out.append(ScoredRequest(error=NO_SEED_KNOWN))
                     continue
-                because = (f"People who like '{built.names[known[0]]}' also like"
-                           if len(known) == 1 else SEVERAL_SEEDS)
-                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                               include_metadata)))
+                because = (SEVERAL_SEEDS if why == SEVERAL
+                           else f"People who like '{built.names[why]}' also like")
+                out.append(ScoredRequest(_recs(built, raw.idx[r], raw.score[r], raw.fill[r],
+                                               because, include_metadata)))
         return out
 
     @staticmethod
@@ -209,7 +262,7 @@ class Scorer:
         _check_k(k)
         known = [built.item_index[s] for s in dict.fromkeys(seeds) if s in built.item_index]
         if not known:
-            return ScoredRequest(error="none of the seed items are in the catalog")
+            return ScoredRequest(error=NO_SEED_KNOWN)
         idx, score, fill = built.model.recommend_one(known, k, minimal_score=minimal_score)
         because = (f"People who like '{built.names[known[0]]}' also like"
                    if len(known) == 1 else SEVERAL_SEEDS)
@@ -220,26 +273,20 @@ class Scorer:
                         k: int, include_metadata: bool = False,
                         minimal_score: float = 0.0) -> list[ScoredRequest]:
         """User-to-item recommendations for every user id, in order."""
-        _check_k(k)
-        built = self.load(model_id, build_id)
-        users = np.asarray([built.user_index.get(u, -1) for u in user_ids], dtype=np.int64)
-        try:
-            idx, score, fill = _as_lists(*built.model.recommend_users(
-                users, k, minimal_score=minimal_score, return_backfill=True))
-        except ValueError as exc:
-            raise ApiError(400, "BadArgument",
-                           f"This build cannot recommend for users: {exc}.") from exc
-        because = USER_REASON
+        raw = self.score_users(model_id, build_id, user_ids, k, minimal_score)
         out = []
         with _gc_paused():
-            for r, user in enumerate(users.tolist()):
-                if user < 0:
-                    out.append(ScoredRequest(
-                        error=f"user '{user_ids[r]}' is not in the usage data"))
+            for r, why in enumerate(raw.reason):
+                if why == NONE_KNOWN:
+                    out.append(ScoredRequest(error=unknown_user(user_ids[r])))
                     continue
-                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                               include_metadata)))
+                out.append(ScoredRequest(_recs(raw.built, raw.idx[r], raw.score[r],
+                                               raw.fill[r], USER_REASON, include_metadata)))
         return out
+
+
+def unknown_user(user_id: object) -> str:
+    return f"user '{user_id}' is not in the usage data"
 
 
 _gc_lock = threading.Lock()
