@@ -386,8 +386,26 @@ class SarModel:
             ok = (small_values > 0) & (small_values >= minimal_score)
             return self._ranked_one(small_values[ok], small_cols[ok], seed_list, k)
         if len(spans) == 1 and not allow_seeds:
-            # One row holds no duplicate columns and never its own seed (no diagonal).
-            cols, sums = sim.indices[spans[0][0]:spans[0][1]], sim.data[spans[0][0]:spans[0][1]]
+            # One row holds no duplicate columns and never its own seed (no diagonal), and
+            # its run in the ranked positions is already best first: its first k entries
+            # are the answer (all positive; stop at the first below minimal_score).
+            a, b = spans[0]
+            top = self._ranked_positions()[a:min(b, a + k)]
+            cols, values = sim.indices[top], sim.data[top].astype(np.float32)
+            ok = (values > 0) & (values >= minimal_score)
+            return self._ranked_one(values[ok], cols[ok], seed_list, k)
+        total = sum(b - a for a, b in spans)
+        if not allow_seeds and total * _DENSE_RATIO > self.n_items:
+            # Long rows (popular seeds): add them into one dense vector, row by row in
+            # ascending seed order (the same float64 additions as the sparse product).
+            dense = np.zeros(self.n_items)
+            for a, b in spans:
+                dense[sim.indices[a:b]] += sim.data[a:b]
+            dense[seed_list] = 0.0
+            cols = np.flatnonzero(dense)
+            values = dense[cols].astype(np.float32)
+            ok = (values > 0) & (values >= minimal_score)
+            return self._ranked_one(values[ok], cols[ok], seed_list, k)
         else:
             cols = np.concatenate([sim.indices[a:b] for a, b in spans] or [np.zeros(0, int)])
             vals = np.concatenate([sim.data[a:b] for a, b in spans] or [np.zeros(0)])
@@ -680,6 +698,10 @@ class SarModel:
         score[r, rank[r, c] - 1] = vals[r, c]
         return idx, score
 
+    def prepare(self) -> None:
+        """Compute the lazily built lookup arrays now (each similarity row ranked)."""
+        self._ranked_positions()
+
     def _ranked_positions(self) -> np.ndarray:
         """Positions of the similarity entries, each row's run ordered best first (cached)."""
         if self._ranked is None:
@@ -729,8 +751,10 @@ class SarModel:
         return idx, fill
 
 
-# recommend_one sums a request's rows in plain Python up to this many similarity entries.
+# recommend_one sums a request's rows in plain Python up to this many similarity entries,
+# and into a dense vector when entries × this exceed the number of items.
 _SMALL_REQUEST_ENTRIES = 512
+_DENSE_RATIO = 8
 
 
 # ---------------------------------------------------------------------- fit helpers

@@ -111,26 +111,29 @@ class Scorer:
     # -- builds --------------------------------------------------------------------------------
 
     def resolve_build(self, model_id: str, build_id: int | None) -> int:
-        """The build to score with: ``build_id`` or the model's active build (see errors)."""
-        with self.state.db(write=False) as conn:
-            model = conn.execute("SELECT active_build_id FROM models WHERE id = ?",
-                                 (model_id,)).fetchone()
-            if model is None:
-                raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
+        """The build to score with: ``build_id`` or the model's active build (see errors).
+
+        One statement (it runs for every single call): the model, its active build and the
+        chosen build's status together.
+        """
+        row = self.state.read_one(
+            "SELECT m.active_build_id AS active, b.id AS found, b.status AS status "
+            "FROM models m LEFT JOIN builds b ON b.model_id = m.id "
+            "AND b.id = COALESCE(?, m.active_build_id) WHERE m.id = ?", (build_id, model_id))
+        if row is None:
+            raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
+        if build_id is None:
+            build_id = row["active"]
             if build_id is None:
-                build_id = model["active_build_id"]
-                if build_id is None:
-                    raise ApiError(409, "NoActiveBuild",
-                                   f"Model '{model_id}' has no active build; build it first "
-                                   "(POST /models/{id}/builds) or name a buildId.")
-            build = conn.execute("SELECT status FROM builds WHERE id = ? AND model_id = ?",
-                                 (build_id, model_id)).fetchone()
-        if build is None:
+                raise ApiError(409, "NoActiveBuild",
+                               f"Model '{model_id}' has no active build; build it first "
+                               "(POST /models/{id}/builds) or name a buildId.")
+        if row["found"] is None:
             raise ApiError(404, "BuildNotFound",
                            f"Model '{model_id}' has no build {build_id}.")
-        if build["status"] != "Succeeded":
+        if row["status"] != "Succeeded":
             raise ApiError(409, "BuildNotReady",
-                           f"Build {build_id} is {build['status']}; only a Succeeded build "
+                           f"Build {build_id} is {row['status']}; only a Succeeded build "
                            "can score.")
         return int(build_id)
 
@@ -169,6 +172,7 @@ class Scorer:
 
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
         model = SarModel.load(self.state.build_path(model_id, build_id))
+        model.prepare()  # the ranked rows, here on a worker thread, not on the event loop
         item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
         with self.state.db(write=False) as conn:
             rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(

@@ -136,6 +136,11 @@ class State:
         if outer:
             conn.execute("COMMIT")
 
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """One row of one SELECT, without BEGIN/COMMIT around it (a lone statement is its
+        own snapshot in autocommit mode): the cheapest read, for per-request look-ups."""
+        return self._connection().execute(sql, args).fetchone()
+
     # -- operations ----------------------------------------------------------------------------
 
     def create_operation(self, kind: str, key: str, resource_location: str | None = None) -> str:

@@ -178,9 +178,12 @@ def test_recommend_one_equals_the_bulk_path_bit_for_bit(case) -> None:
 @settings(max_examples=100, deadline=None)
 @given(usage_and_seeds(max_users=30, max_items=40, max_events=300))
 def test_recommend_one_numpy_path_equals_the_bulk_path(case) -> None:
-    # Tiny rows take the plain-Python sum; force the numpy one (used on long rows) too.
+    # Tiny rows take the plain-Python sum; force the numpy paths (used on long rows) too:
+    # unique-and-bincount, then the dense vector.
     with patch.object(sar, "_SMALL_REQUEST_ENTRIES", 0):
         check_recommend_one(case)
+        with patch.object(sar, "_DENSE_RATIO", 10**9):
+            check_recommend_one(case)
 
 
 def check_recommend_one(case) -> None:
