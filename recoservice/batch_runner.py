@@ -49,9 +49,9 @@ log = logging.getLogger("recoservice.batch")
 STUCK_POLL_SECONDS = 0.1
 # Recommendations per scorer call (requests per slice = this / numberOfResults): large
 # enough to stay vectorised (the scorer groups rows of similar width, which small slices
-# cannot: 2,000-request slices cost ~4x the CPU of one 44,000-request call), small enough to
-# bound memory (~20 MB of scores at this size).
-SLICE_RECOMMENDATIONS = 200_000
+# cannot: 2,000-request slices cost ~4x the CPU of one 44,000-request call; a whole 2 MB
+# input at k = 10 is one slice), small enough to bound memory (~50 MB of scores as lists).
+SLICE_RECOMMENDATIONS = 500_000
 # Results are encoded and handed to the writer this many requests at a time, so the encoded
 # JSON in memory stays a few MB whatever the slice size.
 ENCODE_REQUESTS = 2_000
