@@ -49,13 +49,13 @@ def test_encoded_results_equal_json_dumps_of_the_result_dicts(data):
                                              min_size=n, max_size=n)))
     k = data.draw(st.integers(1, 5))
     n_req = data.draw(st.integers(0, 6))
-    entry = st.tuples(st.integers(-1, n - 1), st.floats(0, 1, allow_nan=False, width=32),
+    entry = st.tuples(st.integers(0, n - 1), st.floats(0, 1, allow_nan=False, width=32),
                       st.booleans())
     idx, score, fill, reason = [], [], [], []
     for _ in range(n_req):
         row = data.draw(st.lists(entry, min_size=k, max_size=k))
         cut = data.draw(st.integers(0, k))  # padding only at the end
-        idx.append([e[0] if i < cut and e[0] >= 0 else -1 for i, e in enumerate(row)])
+        idx.append([e[0] if i < cut else -1 for i, e in enumerate(row)])
         score.append([round(e[1], 6) for e in row])
         fill.append([e[2] for e in row])
         reason.append(data.draw(st.sampled_from([NONE_KNOWN, SEVERAL, USER, 0, 1, 2, 5])))
