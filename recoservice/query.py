@@ -1,7 +1,7 @@
 """Query parameters of the hot routes, read by hand.
 
-FastAPI's per-parameter validation costs more than scoring one request does, so
-``recommend/item`` reads its parameters here instead. Same rules and the same 400
+FastAPI's per-parameter validation (path parameters included) costs more than scoring one
+request does, so ``recommend/item`` reads its parameters here instead. Same rules and the same 400
 ``BadArgument`` naming the parameter as elsewhere; ``openapi(...)`` documents them.
 """
 
@@ -74,8 +74,11 @@ def boolean(query: QueryParams, name: str, default: bool) -> bool:
     raise _bad(name, "must be true or false")
 
 
-def openapi(*params: tuple[str, str, bool, str]) -> dict[str, Any]:
-    """``openapi_extra`` documenting hand-read parameters: (name, type, required, text)."""
-    return {"parameters": [{"name": name, "in": "query", "required": required,
-                            "schema": {"type": kind}, "description": doc}
-                           for name, kind, required, doc in params]}
+def openapi(*params: tuple[str, str, bool, str], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``openapi_extra`` documenting hand-read parameters: query ones as (name, type,
+    required, text), and the names of string ``path`` parameters."""
+    return {"parameters": [{"name": name, "in": "path", "required": True,
+                            "schema": {"type": "string"}} for name in path]
+            + [{"name": name, "in": "query", "required": required,
+                "schema": {"type": kind}, "description": doc}
+               for name, kind, required, doc in params]}

@@ -53,9 +53,11 @@ def json_response(body: Any) -> Response:
     ("minimalScore", "number", False, "drop results scoring below (default 0)"),
     ("includeMetadata", "boolean", False, "fill each item's metadata (default false)"),
     ("buildId", "integer", False, "build to use (default: the active build)"),
+    path=("model_id",),
 ))
-async def recommend_item(model_id: str, request: Request) -> Response:
+async def recommend_item(request: Request) -> Response:
     """Items people who like ``itemIds`` also like (unknown ids ignored)."""
+    model_id: str = request.path_params["model_id"]
     params = request.query_params
     seeds = _split_ids(query.text(params, "itemIds", required=True))
     k = query.integer(params, "numberOfResults", 10, 1, 100)

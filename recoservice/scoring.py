@@ -36,6 +36,7 @@ from recoservice.sar import SarModel
 from recoservice.state import State
 
 CACHE_SIZE = 8
+_RESOLVED_MAX = 1024
 SEVERAL_SEEDS = "People who like the selected items also like"
 USER_REASON = "People who like the items you used also like"
 NO_SEED_KNOWN = "none of the seed items are in the catalog"
@@ -107,6 +108,8 @@ class Scorer:
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._forgotten: dict[str, int] = {}  # model id → times forget() was called
+        # (model id, build id asked for) → (State.writes when read, build id to use)
+        self._resolved: dict[tuple[str, int | None], tuple[int, int]] = {}
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -114,8 +117,20 @@ class Scorer:
         """The build to score with: ``build_id`` or the model's active build (see errors).
 
         One statement (it runs for every single call): the model, its active build and the
-        chosen build's status together.
+        chosen build's status together; and not even that while no write transaction has
+        committed since the same question was answered (``State.writes``).
         """
+        writes = self.state.writes  # read before the query: a write during it invalidates
+        known = self._resolved.get((model_id, build_id))
+        if known is not None and known[0] == writes:
+            return known[1]
+        resolved = self._resolve_build(model_id, build_id)
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[(model_id, build_id)] = (writes, resolved)
+        return resolved
+
+    def _resolve_build(self, model_id: str, build_id: int | None) -> int:
         row = self.state.read_one(
             "SELECT m.active_build_id AS active, b.id AS found, b.status AS status "
             "FROM models m LEFT JOIN builds b ON b.model_id = m.id "
