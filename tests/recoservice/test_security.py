@@ -1,5 +1,5 @@
-"""Issue 7: key before anything, body caps, fault routes behind --faults and an admin key,
-and blob URLs that can only reach the hosts they were checked against."""
+"""Issue 7: the key before anything, body caps, and the fault routes behind --faults and an
+admin key (blob hosts: test_blob_hosts.py)."""
 
 from __future__ import annotations
 
