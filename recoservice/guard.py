@@ -79,27 +79,33 @@ class ApiGuard:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        given, declared = None, None
+        given, declared, chunked = None, None, False
         for name, value in scope["headers"]:
             if name == _KEY_HEADER:
                 given = value
             elif name == b"content-length":
                 declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        # Refusing a request whose body is still on its way: close the connection after the
+        # answer, or the server would go on reading (and discarding) all of it.
+        pending = chunked or (declared is not None and declared not in (b"0", b""))
         key = self.keys.match(given)
         if key is None:
             what = "is missing" if not given else "holds no valid key"
             await _answer(send, 401, "Unauthorized",
-                          f"Access denied: the {KEY_HEADER} header {what}.")
+                          f"Access denied: the {KEY_HEADER} header {what}.", close=pending)
             return
         scope[SCOPE_KEY] = key
         limit, what = self.body_limit(scope["method"], scope["path"])
         if declared is not None:
             if not declared.isdigit():
-                await _answer(send, 400, "BadArgument", "Content-Length is not a number.")
+                await _answer(send, 400, "BadArgument", "Content-Length is not a number.",
+                              close=True)
                 return
             if int(declared) > limit:
                 too_big = BodyTooLargeError(limit, what)
-                await _answer(send, 413, "PayloadTooLarge", str(too_big.detail))
+                await _answer(send, 413, "PayloadTooLarge", str(too_big.detail), close=True)
                 return
         await self._run_capped(scope, receive, send, limit, what)
 
@@ -129,12 +135,15 @@ class ApiGuard:
             # Routes turn it into a 413 themselves; this covers one that let it through.
             if started:
                 raise
-            await _answer(send, 413, "PayloadTooLarge", str(exc.detail))
+            await _answer(send, 413, "PayloadTooLarge", str(exc.detail), close=True)
 
 
-async def _answer(send: Send, status: int, code: str, message: str) -> None:
+async def _answer(send: Send, status: int, code: str, message: str,
+                  close: bool = False) -> None:
     body = orjson.dumps(error_body(code, message))
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
