@@ -278,7 +278,7 @@ class BlockWriter:
         self._buffered = 0
         self._blocks: list[BlobBlock] = []
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="blob-upload")
-        self._pending: list[Future[None]] = []
+        self._pending: list[Future[Any]] = []
 
     def write(self, data: bytes) -> None:
         self._buffer.append(data)
