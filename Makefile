@@ -76,6 +76,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/recoservice_scoring.py
+	$(PY) bench/recoservice_http.py
 	$(PY) bench/prepare_merge.py
 	$(PY) bench/orchestration_history.py
 	$(PY) bench/end_to_end.py

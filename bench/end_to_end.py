@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         key = secrets.token_hex(16)
         azurite = start_azurite(workdir)
         started.append(azurite)
-        reco = start_recoservice(workdir / "recoservice", keys=[key], demo=True)
+        reco = start_recoservice(workdir / "recoservice", keys=[key], demo=True,
+                                 extra_args=["--allow-blob-host", "127.0.0.1"])
         started.append(reco)
         from devhost.run import _demo_model_id
 

@@ -176,7 +176,8 @@ def batch_job_figures(n_items: int, n_users: int, seed: int, indptr, indices, k:
     headers = {"Ocp-Apim-Subscription-Key": key}
     with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp:
         azurite = start_azurite(Path(tmp) / "azurite")
-        reco = start_recoservice(Path(tmp) / "reco", keys=[key], demo=False)
+        reco = start_recoservice(Path(tmp) / "reco", keys=[key], demo=False,
+                                 extra_args=["--allow-blob-host", "127.0.0.1"])
         try:
             base = str(reco.extra["base_url"])
 

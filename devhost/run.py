@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         azurite = start_azurite(args.workdir)
         started.append(azurite)
         print(f"Azurite      blob endpoint {azurite.extra['blob_endpoint']}")
-        reco = start_recoservice(args.workdir / "recoservice", keys=[key], demo=True)
+        # Azurite is on loopback: batch jobs may use it only when it is allowed by name.
+        reco = start_recoservice(args.workdir / "recoservice", keys=[key], demo=True,
+                                 extra_args=["--allow-blob-host", "127.0.0.1"])
         started.append(reco)
         print(f"recoservice  {reco.extra['base_url']} (docs: "
               f"http://127.0.0.1:{reco.port}/docs)")

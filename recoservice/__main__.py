@@ -28,8 +28,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="file with one valid subscription key per line")
     serve.add_argument("--demo", action="store_true",
                        help="ensure the 'demo' model exists, built, before serving")
-    serve.add_argument("--faults", type=Path, default=None,
-                       help="JSON fault rules to load at start (see recoservice.faults)")
+    serve.add_argument("--faults", nargs="?", const="", default=None, metavar="RULES_FILE",
+                       help="mount the fault-injection routes /admin/faults (tests only), "
+                            "optionally loading JSON rules at start; needs an admin key")
+    serve.add_argument("--admin-key-file", type=Path, default=None,
+                       help="file with one admin key per line (for /admin/faults; also "
+                            "env RECOSERVICE_ADMIN_KEYS, comma-separated; never on argv)")
     serve.add_argument("--allow-blob-host", action="append", dest="blob_hosts", default=None,
                        metavar="PATTERN",
                        help="host pattern batch jobs may use (repeatable; default: "
@@ -41,12 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _key_lines(path: Path | None, env: str) -> list[str]:
+    keys = []
+    if path is not None:
+        keys += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    keys += [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+    return keys
+
+
+def _admin_keys(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                keys: list[str]) -> list[str]:
+    """Admin keys from --admin-key-file and RECOSERVICE_ADMIN_KEYS; required with --faults."""
+    admin = _key_lines(args.admin_key_file, "RECOSERVICE_ADMIN_KEYS")
+    if args.faults is not None and not admin:
+        parser.error("--faults needs an admin key (--admin-key-file or RECOSERVICE_ADMIN_KEYS)")
+    if set(admin) & set(keys):
+        parser.error("an admin key must not also be a subscription key")
+    return admin
+
+
 def _keys(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """Keys from --key, --key-file and RECOSERVICE_KEYS (comma-separated), in that order."""
-    keys = list(args.keys)
-    if args.key_file is not None:
-        keys += [ln.strip() for ln in args.key_file.read_text().splitlines() if ln.strip()]
-    keys += [k.strip() for k in os.environ.get("RECOSERVICE_KEYS", "").split(",") if k.strip()]
+    keys = list(args.keys) + _key_lines(args.key_file, "RECOSERVICE_KEYS")
     if not keys:
         parser.error("give at least one --key (or --key-file, or RECOSERVICE_KEYS)")
     return keys
@@ -58,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "load":
         sys.exit(load.run(args, parser))
     keys = _keys(args, parser)
+    admin_keys = _admin_keys(args, parser, keys)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # azure-core logs every storage request (URL, headers) at INFO: keep it to warnings.
@@ -65,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     config = Config(
         state_dir=args.state_dir, keys=keys,
         allowed_blob_hosts=list(args.blob_hosts or DEFAULT_ALLOWED_BLOB_HOSTS),
-        faults_file=args.faults, demo=args.demo,
+        admin_keys=admin_keys, faults=args.faults is not None,
+        faults_file=Path(args.faults) if args.faults else None, demo=args.demo,
         max_catalog_bytes=int(args.max_catalog_mb * 1024 * 1024),
         max_usage_bytes=int(args.max_usage_mb * 1024 * 1024),
     )

@@ -1,8 +1,9 @@
 """The recoservice FastAPI application: ``create_app(config)`` wires state, scorer and routes.
 
 All routes hang off ``/recommendations/v4.0``. ``/docs`` and ``/openapi.json`` need no key;
-every other route needs ``Ocp-Apim-Subscription-Key`` (the batch and fault routers check it
-themselves with ``recoservice.auth.require_key``).
+every other path needs ``Ocp-Apim-Subscription-Key``: ``recoservice.guard.ApiGuard`` checks it
+(and caps the body) for the whole app, before any route runs. The fault routes
+``/admin/faults`` exist only with ``config.faults`` and also need an admin key.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from recoservice import (
     operations,
     recommend_api,
 )
-from recoservice.auth import require_key
+from recoservice.auth import KeySet, require_admin
 from recoservice.config import Config
 from recoservice.demo import ensure_demo
 from recoservice.errors import install_error_handlers
 from recoservice.faults import FaultBook
+from recoservice.guard import ApiGuard
 from recoservice.scoring import Scorer
 from recoservice.state import State
 
@@ -35,8 +37,8 @@ log = logging.getLogger("recoservice")
 def create_app(config: Config) -> FastAPI:
     """Build the app; with ``config.demo`` the demo model is ready before it returns.
 
-    ``app.state`` holds ``config``, ``state`` (``State``), ``scorer`` (``Scorer``) and
-    ``faults`` (``FaultBook``).
+    ``app.state`` holds ``config``, ``state`` (``State``), ``scorer`` (``Scorer``),
+    ``faults`` (``FaultBook``, empty unless ``config.faults``) and ``admin_keys``.
     """
     app = FastAPI(title="recoservice", version="4.0",
                   description="A Recommendations API v4.0-compatible service (SAR builds, "
@@ -46,15 +48,21 @@ def create_app(config: Config) -> FastAPI:
     app.state.scorer = Scorer(app.state.state)
     app.state.faults = (FaultBook.from_file(config.faults_file) if config.faults_file
                         else FaultBook())
+    app.state.admin_keys = KeySet(config.admin_keys)
     install_error_handlers(app)
-    keyed = [Depends(require_key)]
-    for router in (models_api.router, data_api.router, recommend_api.router):
-        app.include_router(router, prefix=API_PREFIX, dependencies=keyed)
-    # builds and operations check the key inside (they need it, or faults must run first).
-    app.include_router(builds_api.router, prefix=API_PREFIX)
-    app.include_router(operations.router, prefix=API_PREFIX)
-    app.include_router(batch.router, prefix=API_PREFIX)
-    app.include_router(faults.router, prefix=API_PREFIX)
+    # ApiGuard checks the key of every request before any route (the one gate); routes that
+    # need the caller's key take it with Depends(require_key). No router-wide dependency:
+    # FastAPI's dependency solving costs a single call more than scoring it does.
+    # Routes are matched in order: the single-call hot paths first.
+    for router in (recommend_api.router, models_api.router, data_api.router,
+                   builds_api.router, operations.router, batch.router):
+        app.include_router(router, prefix=API_PREFIX)
+    if config.faults:
+        app.include_router(faults.router, prefix=API_PREFIX,
+                           dependencies=[Depends(require_admin)])
+    app.add_middleware(ApiGuard, keys=KeySet(config.keys),
+                       upload_limits={"catalog": config.max_catalog_bytes,
+                                      "usage": config.max_usage_bytes})
     if config.demo:
         ensure_demo(app.state.state)
     log.info("recoservice ready: %r", config)

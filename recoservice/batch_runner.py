@@ -34,10 +34,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from recoservice import blobio
+from recoservice.batch_output import encode_results
 from recoservice.blobio import BlobIOError
 from recoservice.errors import ApiError
 from recoservice.faults import FaultRule
-from recoservice.scoring import Scorer
+from recoservice.scoring import NO_SEED_KNOWN, NONE_KNOWN, Scorer, _gc_paused, unknown_user
 from recoservice.state import State
 
 if TYPE_CHECKING:
@@ -46,9 +47,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("recoservice.batch")
 
 STUCK_POLL_SECONDS = 0.1
-# Recommendations per scorer call: large enough to stay vectorised, small enough to keep
-# memory and each GIL-holding step small (requests per slice = this / numberOfResults).
-SLICE_RECOMMENDATIONS = 20_000
+# Recommendations per scorer call (requests per slice = this / numberOfResults): large
+# enough to stay vectorised (the scorer groups rows of similar width, which small slices
+# cannot: 2,000-request slices cost ~4x the CPU of one 44,000-request call; a whole 2 MB
+# input at k = 10 is one slice), small enough to bound memory (~50 MB of scores as lists).
+SLICE_RECOMMENDATIONS = 500_000
+# Results are encoded and handed to the writer this many requests at a time, so the encoded
+# JSON in memory stays a few MB whatever the slice size.
+ENCODE_REQUESTS = 2_000
 # Written by the ``invalidOutput`` fault: what a truncated upload would leave behind.
 INVALID_OUTPUT = b'{"results": [{"request": '
 
@@ -136,19 +142,13 @@ def _execute(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
         writer = blobio.BlockWriter(spec.output, "application/json")
         writer.write(b'{"results": [')
     errors: list[tuple[int, str]] = []
-    percent = 10
-    for done, results, slice_errors in score_slices(scorer, spec, requests):
-        errors.extend(slice_errors)
+    try:
+        _score_and_write(state, scorer, op_id, spec, requests, writer, errors)
+    except BaseException:
         if writer is not None:
-            writer.write(b", ".join(results) if done == len(results)
-                         else b", " + b", ".join(results))
-        # Scoring and writing take 10 → 89; the last step (blobs committed) is 90.
-        if 10 + 79 * done // len(requests) > percent:
-            percent = 10 + 79 * done // len(requests)
-            state.update_operation(op_id, percent_complete=percent)
-        _check_cancel(state, op_id)
+            writer.abort()
+        raise
     if writer is not None:
-        writer.write(b"]}")
         writer.close()
     elif action == "invalidOutput":
         blobio.write_blob(spec.output, INVALID_OUTPUT, "application/json")
@@ -157,6 +157,26 @@ def _execute(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
     blobio.write_blob(spec.error, error_text.encode("utf-8"), "text/plain; charset=utf-8")
     state.update_operation(op_id, percent_complete=90)
     return {"requests": len(requests), "errors": len(errors)}
+
+
+def _score_and_write(state: State, scorer: Scorer, op_id: str, spec: JobSpec,
+                     requests: list[Any], writer: blobio.BlockWriter | None,
+                     errors: list[tuple[int, str]]) -> None:
+    """Score every slice into ``writer`` (staged as it goes), collecting request errors."""
+    percent = 10
+    first = True
+    for done, encoded, slice_errors in score_slices(scorer, spec, requests):
+        errors.extend(slice_errors)
+        if writer is not None:
+            writer.write(encoded if first else b", " + encoded)
+        first = False
+        # Scoring and writing take 10 → 89; the last step (blobs committed) is 90.
+        if 10 + 79 * done // len(requests) > percent:
+            percent = 10 + 79 * done // len(requests)
+            state.update_operation(op_id, percent_complete=percent)
+        _check_cancel(state, op_id)
+    if writer is not None:
+        writer.write(b"]}")
 
 
 def parse_input(data: bytes) -> list[Any]:
@@ -171,49 +191,58 @@ def parse_input(data: bytes) -> list[Any]:
 
 
 def score_slices(scorer: Scorer, spec: JobSpec, requests: list[Any]
-                 ) -> Iterator[tuple[int, list[bytes], list[tuple[int, str]]]]:
+                 ) -> Iterator[tuple[int, bytes, list[tuple[int, str]]]]:
     """Score the requests slice by slice, each slice in ONE vectorised scorer call.
 
     Slicing bounds memory (a 2 MB input at 100 results is ~1 GB of JSON), lets the runner
     check for cancel between slices, and keeps each GIL-holding step short so the service's
-    event loop stays responsive.
+    event loop stays responsive. Results are encoded from pre-encoded pieces
+    (``recoservice.batch_output``), never through per-result dicts.
 
     Yields
     ------
-    done, results, errors
-        Requests handled so far; the encoded output result of each request of the slice,
-        in order; ``(index, error line)`` of the slice's request-level problems.
+    done, encoded, errors
+        Requests handled so far; the results of the next (at most ``ENCODE_REQUESTS``)
+        requests, encoded and joined with ``", "`` (UTF-8); ``(index, error line)`` of their
+        request-level problems.
     """
-    check = _user_request if spec.api_name == "UserRecommend" else _item_request
-    call = (scorer.recommend_users if spec.api_name == "UserRecommend"
-            else scorer.recommend_items)
+    users = spec.api_name == "UserRecommend"
+    check = _user_request if users else _item_request
+    score = scorer.score_users if users else scorer.score_items
     step = max(1, SLICE_RECOMMENDATIONS // spec.number_of_results)
     for start in range(0, len(requests), step):
         checked = [check(req) for req in requests[start:start + step]]
         inputs = [value for _, value, problem in checked if problem is None]
-        scored = iter(call(spec.model_id, spec.build_id, inputs, spec.number_of_results,
-                           include_metadata=spec.include_metadata,
-                           minimal_score=spec.minimal_score) if inputs else [])
-        results: list[bytes] = []
+        raw = (score(spec.model_id, spec.build_id, inputs, spec.number_of_results,
+                     minimal_score=spec.minimal_score) if inputs else None)
+        rows: list[int] = []
         errors: list[tuple[int, str]] = []
-        for i, (echo, _, problem) in enumerate(checked, start):
-            recs: list[dict[str, Any]] = []
-            if problem is None:
-                item = next(scored)
-                recs = [_recommendation(r) for r in item.recommendations]
-                problem = item.error
+        scored = 0
+        for i, (_, value, problem) in enumerate(checked, start):
+            row = -1
+            if problem is None and raw is not None:
+                row, scored = scored, scored + 1
+                if raw.reason[row] == NONE_KNOWN:
+                    problem = unknown_user(value) if users else NO_SEED_KNOWN
             if problem:
                 errors.append((i, f"request {i}: {problem}"))
-            results.append(_encode({"request": echo, "recommendations": recs}))
-        yield start + len(checked), results, errors
-
-
-def _encode(result: dict[str, Any]) -> bytes:
-    return json.dumps(result, ensure_ascii=False).encode("utf-8")
+            rows.append(row)
+        for part in range(0, len(checked), ENCODE_REQUESTS):
+            end = min(len(checked), part + ENCODE_REQUESTS)
+            with _gc_paused():
+                results = encode_results(raw, rows[part:end],
+                                         [echo for echo, _, _ in checked[part:end]],
+                                         spec.include_metadata)
+            yield (start + end, ", ".join(results).encode("utf-8"),
+                   [err for err in errors if start + part <= err[0] < start + end])
 
 
 def _item_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
     """(echo for the output, seed list to score, problem) of one ItemRecommend request."""
+    if type(req) is dict:  # the usual case first: a list of non-empty strings
+        seeds = req.get("SeedItems")
+        if type(seeds) is list and seeds and all(type(s) is str and s for s in seeds):
+            return {"seedItems": seeds}, seeds, None
     if not isinstance(req, dict):
         return {"seedItems": []}, None, "not an object"
     if "SeedItems" not in req:
@@ -238,13 +267,3 @@ def _user_request(req: Any) -> tuple[dict[str, Any], Any, str | None]:
     if not isinstance(user, str | int) or isinstance(user, bool) or str(user) == "":
         return {"userId": user}, None, "UserId must be a non-empty string"
     return {"userId": user}, str(user), None
-
-
-def _recommendation(rec: dict[str, Any]) -> dict[str, Any]:
-    """A scorer recommendation as an output item set (one item for item-to-item)."""
-    return {
-        "items": [{"itemId": rec["itemId"], "name": rec.get("name", ""),
-                   "metadata": rec.get("metadata") or ""}],
-        "rating": rec["rating"],
-        "reasoning": list(rec.get("reasoning") or []),
-    }

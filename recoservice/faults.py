@@ -1,9 +1,12 @@
 """Fault injection for recoservice: make the upstream misbehave on purpose, for tests.
 
-Rules are installed with ``PUT {base}/admin/faults`` (body ``{"rules": [...]}``, replaces all
-rules), listed with ``GET`` (what is left, counts decremented), cleared with ``DELETE``; the
-admin routes need a valid subscription key. ``recoservice serve --faults FILE`` loads the same
-JSON at start (``FaultBook.from_file``).
+The admin routes exist only when the service runs with ``--faults`` (off by default), and
+need an admin key (``Recoservice-Admin-Key``, from ``--admin-key-file`` or
+``RECOSERVICE_ADMIN_KEYS``) besides a subscription key. Rules are installed with
+``PUT {base}/admin/faults`` (body ``{"rules": [...]}``, replaces all rules), listed with
+``GET`` (what is left, counts decremented), cleared with ``DELETE``. ``recoservice serve
+--faults FILE`` loads the same JSON at start (``FaultBook.from_file``). Rules fire only for
+authenticated requests: ``ApiGuard`` answers 401 before any route (and so any rule) runs.
 
 A rule is a JSON object::
 
@@ -17,7 +20,8 @@ target ``submit`` (``POST /batchjobs``, before validation)
     status; ``retryAfter`` (optional) becomes the ``Retry-After`` header.
 target ``status`` (``GET /operations/{id}``)
     ``{"action": "status", "status": 500, "retryAfter": seconds}`` answers that status;
-    ``{"action": "hang", "seconds": 30}`` waits, then answers normally.
+    ``{"action": "hang", "seconds": 30}`` waits, then answers normally (at most
+    ``MAX_HANG_SECONDS``, 60 s: a longer hang is refused with 400).
 target ``job`` (consumed when a batch job starts running)
     ``{"action": "fail", "message": "..."}`` the operation ends ``Failed`` with the message;
     ``{"action": "stuck"}`` stays ``Running`` until cancelled;
@@ -39,9 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from recoservice.auth import require_key
 from recoservice.errors import ApiError
 
 TARGETS = ("submit", "status", "job")
@@ -51,6 +54,9 @@ ACTIONS = {
     "job": ("fail", "stuck", "skipOutput", "invalidOutput"),
 }
 SUBMIT_STATUSES = (429, 500, 503)
+# Longest "hang": enough to outlast any client timeout under test, short enough that a
+# forgotten rule cannot tie up a connection for long.
+MAX_HANG_SECONDS = 60
 # Error codes recoservice answers for each injected status (body {"error": {code, message}}).
 STATUS_CODES = {
     429: "TooManyRequests",
@@ -105,8 +111,10 @@ class FaultRule:
                 rule.retry_after = retry_after
         elif action == "hang":
             seconds = raw.get("seconds", 30)
-            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
-                raise ValueError(f"{where}.seconds must be a non-negative number")
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) \
+                    or not 0 <= seconds <= MAX_HANG_SECONDS:
+                raise ValueError(f"{where}.seconds must be a number from 0 to "
+                                 f"{MAX_HANG_SECONDS}")
             rule.seconds = float(seconds)
         elif action == "fail":
             message = raw.get("message", "injected fault")
@@ -209,6 +217,7 @@ class FaultBook:
             )
 
 
+# Mounted by ``create_app`` only with ``config.faults``, behind ``auth.require_admin``.
 router = APIRouter()
 
 
@@ -217,7 +226,7 @@ def _book(request: Request) -> FaultBook:
 
 
 @router.put("/admin/faults")
-async def put_faults(request: Request, _key: str = Depends(require_key)) -> dict[str, Any]:
+async def put_faults(request: Request) -> dict[str, Any]:
     """Replace all fault rules with the body's ``rules``."""
     try:
         body = await request.json()
@@ -232,13 +241,13 @@ async def put_faults(request: Request, _key: str = Depends(require_key)) -> dict
 
 
 @router.get("/admin/faults")
-async def get_faults(request: Request, _key: str = Depends(require_key)) -> dict[str, Any]:
+async def get_faults(request: Request) -> dict[str, Any]:
     """List the rules that are left."""
     return {"rules": _book(request).rules()}
 
 
 @router.delete("/admin/faults")
-async def delete_faults(request: Request, _key: str = Depends(require_key)) -> dict[str, Any]:
+async def delete_faults(request: Request) -> dict[str, Any]:
     """Remove all rules."""
     _book(request).clear()
     return {"rules": []}

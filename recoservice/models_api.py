@@ -9,6 +9,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Body, Request, Response
 
 from recoservice.errors import ApiError
@@ -66,10 +67,12 @@ def post_model(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, 
 
 
 @router.get("/models")
-def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request) -> Response:
+    """All models. On the event loop: one indexed read, cheaper than a worker-thread hop."""
     with request.app.state.state.db(write=False) as conn:
         rows = conn.execute("SELECT * FROM models ORDER BY created, id").fetchall()
-    return {"models": [model_json(r) for r in rows]}
+    return Response(orjson.dumps({"models": [model_json(r) for r in rows]}),
+                    media_type="application/json")
 
 
 @router.get("/models/{model_id}")

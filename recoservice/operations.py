@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from recoservice import API_PREFIX
 from recoservice.auth import require_key
@@ -32,24 +32,25 @@ def _owned(state: State, op_id: str, key: str) -> dict[str, Any]:
 
 
 @router.get("/operations/{operation_id}")
-async def get_operation(operation_id: str, request: Request) -> dict[str, Any]:
+async def get_operation(operation_id: str, request: Request,
+                        key: str = Depends(require_key)) -> dict[str, Any]:
     """Status of a build or batch job (fault rules for target ``status`` apply first)."""
     await request.app.state.faults.apply("status")
-    key = require_key(request)
     return _owned(request.app.state.state, operation_id, key)
 
 
 @router.delete("/operations/{operation_id}")
-def cancel_operation(operation_id: str, request: Request) -> dict[str, Any]:
+def cancel_operation(operation_id: str, request: Request,
+                     key: str = Depends(require_key)) -> dict[str, Any]:
     """Ask a running operation to stop; the thread running it ends it ``Cancelled``.
 
     Answers the operation (``Cancelling``), or 409 when it has already finished.
     """
     state: State = request.app.state.state
-    operation = _owned(state, operation_id, require_key(request))
+    operation = _owned(state, operation_id, key)
     if not state.request_cancel(operation_id):
         raise ApiError(409, "OperationCompleted",
                        f"Operation '{operation_id}' already ended {operation['status']}; "
                        "nothing to cancel.")
-    return _owned(state, operation_id, require_key(request))
+    return _owned(state, operation_id, key)
 

@@ -36,8 +36,12 @@ from recoservice.sar import SarModel
 from recoservice.state import State
 
 CACHE_SIZE = 8
+_RESOLVED_MAX = 1024
 SEVERAL_SEEDS = "People who like the selected items also like"
 USER_REASON = "People who like the items you used also like"
+NO_SEED_KNOWN = "none of the seed items are in the catalog"
+# RawScores.reason values other than a seed's item index.
+NONE_KNOWN, SEVERAL, USER = -1, -2, -3
 
 
 @dataclass
@@ -60,10 +64,28 @@ class LoadedBuild:
     metadata: list[str]
     quoted: list[str] = field(default_factory=list)          # " '<name>'" per item
     popular_reason: list[str] = field(default_factory=list)  # "'<name>' is popular"
+    # Pre-encoded output pieces, built once per build by their users (batch_output).
+    encoded: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.quoted = [f" '{name}'" for name in self.names]
         self.popular_reason = [f"'{name}' is popular" for name in self.names]
+
+
+@dataclass
+class RawScores:
+    """Scores of many requests as plain lists, before any output is built.
+
+    ``idx[r]``, ``score[r]`` (rounded to 6 decimals), ``fill[r]`` (backfilled?) hold ``k``
+    entries each, padded with -1; ``reason[r]`` says which reasoning applies (see
+    ``Scorer.score_items``).
+    """
+
+    built: LoadedBuild
+    reason: list[int]
+    idx: list[list[int]]
+    score: list[list[float]]
+    fill: list[list[bool]]
 
 
 def load_ids(path) -> tuple[list[str], list[str]]:
@@ -84,30 +106,49 @@ class Scorer:
         self.state = state
         self._cache: OrderedDict[tuple[str, int], LoadedBuild] = OrderedDict()
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._forgotten: dict[str, int] = {}  # model id → times forget() was called
+        # (model id, build id asked for) → (State.writes when read, build id to use)
+        self._resolved: dict[tuple[str, int | None], tuple[int, int]] = {}
 
     # -- builds --------------------------------------------------------------------------------
 
     def resolve_build(self, model_id: str, build_id: int | None) -> int:
-        """The build to score with: ``build_id`` or the model's active build (see errors)."""
-        with self.state.db(write=False) as conn:
-            model = conn.execute("SELECT active_build_id FROM models WHERE id = ?",
-                                 (model_id,)).fetchone()
-            if model is None:
-                raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
+        """The build to score with: ``build_id`` or the model's active build (see errors).
+
+        One statement (it runs for every single call): the model, its active build and the
+        chosen build's status together; and not even that while no write transaction has
+        committed since the same question was answered (``State.writes``).
+        """
+        writes = self.state.writes  # read before the query: a write during it invalidates
+        known = self._resolved.get((model_id, build_id))
+        if known is not None and known[0] == writes:
+            return known[1]
+        resolved = self._resolve_build(model_id, build_id)
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[(model_id, build_id)] = (writes, resolved)
+        return resolved
+
+    def _resolve_build(self, model_id: str, build_id: int | None) -> int:
+        row = self.state.read_one(
+            "SELECT m.active_build_id AS active, b.id AS found, b.status AS status "
+            "FROM models m LEFT JOIN builds b ON b.model_id = m.id "
+            "AND b.id = COALESCE(?, m.active_build_id) WHERE m.id = ?", (build_id, model_id))
+        if row is None:
+            raise ApiError(404, "ModelNotFound", f"Model '{model_id}' does not exist.")
+        if build_id is None:
+            build_id = row["active"]
             if build_id is None:
-                build_id = model["active_build_id"]
-                if build_id is None:
-                    raise ApiError(409, "NoActiveBuild",
-                                   f"Model '{model_id}' has no active build; build it first "
-                                   "(POST /models/{id}/builds) or name a buildId.")
-            build = conn.execute("SELECT status FROM builds WHERE id = ? AND model_id = ?",
-                                 (build_id, model_id)).fetchone()
-        if build is None:
+                raise ApiError(409, "NoActiveBuild",
+                               f"Model '{model_id}' has no active build; build it first "
+                               "(POST /models/{id}/builds) or name a buildId.")
+        if row["found"] is None:
             raise ApiError(404, "BuildNotFound",
                            f"Model '{model_id}' has no build {build_id}.")
-        if build["status"] != "Succeeded":
+        if row["status"] != "Succeeded":
             raise ApiError(409, "BuildNotReady",
-                           f"Build {build_id} is {build['status']}; only a Succeeded build "
+                           f"Build {build_id} is {row['status']}; only a Succeeded build "
                            "can score.")
         return int(build_id)
 
@@ -115,18 +156,38 @@ class Scorer:
         """The loaded build (cached; at most ``CACHE_SIZE`` builds stay in memory)."""
         build_id = self.resolve_build(model_id, build_id)
         key = (model_id, build_id)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        loaded = self.cached(model_id, build_id)
+        if loaded is not None:
+            return loaded
+        # Disk loads take seconds: one at a time, and never while holding the cache lock,
+        # so a look-up of a cached build (``cached``, from the event loop) never waits on one.
+        with self._load_lock:
+            loaded = self.cached(model_id, build_id)
+            if loaded is not None:
+                return loaded
+            with self._lock:
+                generation = self._forgotten.get(model_id, 0)
             loaded = self._read(model_id, build_id)
-            self._cache[key] = loaded
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            with self._lock:
+                if self._forgotten.get(model_id, 0) != generation:
+                    return loaded  # forgotten while read (catalog changed): do not cache
+                self._cache[key] = loaded
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            return loaded
+
+    def cached(self, model_id: str, build_id: int) -> LoadedBuild | None:
+        """The build if it is loaded already (a resolved ``build_id``), else ``None``; fast."""
+        key = (model_id, build_id)
+        with self._lock:
+            loaded = self._cache.get(key)
+            if loaded is not None:
+                self._cache.move_to_end(key)
             return loaded
 
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
         model = SarModel.load(self.state.build_path(model_id, build_id))
+        model.prepare()  # the ranked rows, here on a worker thread, not on the event loop
         item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
         with self.state.db(write=False) as conn:
             rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(
@@ -140,64 +201,111 @@ class Scorer:
     def forget(self, model_id: str) -> None:
         """Drop cached builds of a model (its catalog changed or it was deleted)."""
         with self._lock:
+            self._forgotten[model_id] = self._forgotten.get(model_id, 0) + 1
             for key in [k for k in self._cache if k[0] == model_id]:
                 del self._cache[key]
 
     # -- scoring -------------------------------------------------------------------------------
+
+    def score_items(self, model_id: str, build_id: int | None,
+                    seed_lists: Sequence[Sequence[str]], k: int,
+                    minimal_score: float = 0.0) -> RawScores:
+        """Item-to-item scores for every seed list, in ONE vectorised call, as plain lists.
+
+        ``reason[r]`` is the index of the one known seed (its name goes into the reasoning),
+        ``SEVERAL`` for several known seeds, ``NONE_KNOWN`` when no seed is in the catalog.
+        """
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        indptr, indices = [0], []
+        reason = []
+        for seeds in seed_lists:
+            # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
+            known = [built.item_index[s] for s in dict.fromkeys(seeds)
+                     if s in built.item_index]
+            indices.extend(known)
+            indptr.append(len(indices))
+            reason.append(known[0] if len(known) == 1 else SEVERAL if known else NONE_KNOWN)
+        idx, score, fill = _as_lists(*built.model.recommend_items(
+            np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
+            minimal_score=minimal_score, return_backfill=True))
+        return RawScores(built, reason, idx, score, fill)
+
+    def score_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
+                    k: int, minimal_score: float = 0.0) -> RawScores:
+        """User-to-item scores for every user id, as plain lists (``reason``: ``USER`` for a
+        known user, ``NONE_KNOWN`` for an unknown one)."""
+        _check_k(k)
+        built = self.load(model_id, build_id)
+        users = [built.user_index.get(u, -1) for u in user_ids]
+        try:
+            idx, score, fill = _as_lists(*built.model.recommend_users(
+                np.asarray(users, dtype=np.int64), k, minimal_score=minimal_score,
+                return_backfill=True))
+        except ValueError as exc:
+            raise ApiError(400, "BadArgument",
+                           f"This build cannot recommend for users: {exc}.") from exc
+        reason = [USER if u >= 0 else NONE_KNOWN for u in users]
+        return RawScores(built, reason, idx, score, fill)
 
     def recommend_items(self, model_id: str, build_id: int | None,
                         seed_lists: Sequence[Sequence[str]], k: int,
                         include_metadata: bool = False,
                         minimal_score: float = 0.0) -> list[ScoredRequest]:
         """Item-to-item recommendations for every seed list, in order."""
-        _check_k(k)
-        built = self.load(model_id, build_id)
-        indptr, indices = [0], []
-        for seeds in seed_lists:
-            # dict.fromkeys: drop repeated seeds, keep their order for the reasoning.
-            indices.extend(built.item_index[s] for s in dict.fromkeys(seeds)
-                           if s in built.item_index)
-            indptr.append(len(indices))
-        idx, score, fill = _as_lists(*built.model.recommend_items(
-            np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), k,
-            minimal_score=minimal_score, return_backfill=True))
+        if len(seed_lists) == 1:
+            _check_k(k)
+            return [self.recommend_one(self.load(model_id, build_id), seed_lists[0], k,
+                                       include_metadata, minimal_score)]
+        raw = self.score_items(model_id, build_id, seed_lists, k, minimal_score)
+        built = raw.built
         out = []
         with _gc_paused():
-            for r in range(len(seed_lists)):
-                known = indices[indptr[r]:indptr[r + 1]]
-                if not known:
-                    out.append(ScoredRequest(error="none of the seed items are in the catalog"))
+            for r, why in enumerate(raw.reason):
+                if why == NONE_KNOWN:
+                    out.append(ScoredRequest(error=NO_SEED_KNOWN))
                     continue
-                because = (f"People who like '{built.names[known[0]]}' also like"
-                           if len(known) == 1 else SEVERAL_SEEDS)
-                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                               include_metadata)))
+                because = (SEVERAL_SEEDS if why == SEVERAL
+                           else f"People who like '{built.names[why]}' also like")
+                out.append(ScoredRequest(_recs(built, raw.idx[r], raw.score[r], raw.fill[r],
+                                               because, include_metadata)))
         return out
+
+    @staticmethod
+    def recommend_one(built: LoadedBuild, seeds: Sequence[str], k: int,
+                      include_metadata: bool = False,
+                      minimal_score: float = 0.0) -> ScoredRequest:
+        """One item-to-item request on a loaded build (single calls): a fraction of a
+        millisecond, so the recommend route runs it on the event loop. Same results as in bulk
+        (``SarModel.recommend_one``)."""
+        _check_k(k)
+        known = [built.item_index[s] for s in dict.fromkeys(seeds) if s in built.item_index]
+        if not known:
+            return ScoredRequest(error=NO_SEED_KNOWN)
+        idx, score, fill = built.model.recommend_one(known, k, minimal_score=minimal_score)
+        because = (f"People who like '{built.names[known[0]]}' also like"
+                   if len(known) == 1 else SEVERAL_SEEDS)
+        rounded = np.round(np.asarray(score, dtype=np.float64), 6).tolist()
+        return ScoredRequest(_recs(built, idx, rounded, fill, because, include_metadata))
 
     def recommend_users(self, model_id: str, build_id: int | None, user_ids: Sequence[str],
                         k: int, include_metadata: bool = False,
                         minimal_score: float = 0.0) -> list[ScoredRequest]:
         """User-to-item recommendations for every user id, in order."""
-        _check_k(k)
-        built = self.load(model_id, build_id)
-        users = np.asarray([built.user_index.get(u, -1) for u in user_ids], dtype=np.int64)
-        try:
-            idx, score, fill = _as_lists(*built.model.recommend_users(
-                users, k, minimal_score=minimal_score, return_backfill=True))
-        except ValueError as exc:
-            raise ApiError(400, "BadArgument",
-                           f"This build cannot recommend for users: {exc}.") from exc
-        because = USER_REASON
+        raw = self.score_users(model_id, build_id, user_ids, k, minimal_score)
         out = []
         with _gc_paused():
-            for r, user in enumerate(users.tolist()):
-                if user < 0:
-                    out.append(ScoredRequest(
-                        error=f"user '{user_ids[r]}' is not in the usage data"))
+            for r, why in enumerate(raw.reason):
+                if why == NONE_KNOWN:
+                    out.append(ScoredRequest(error=unknown_user(user_ids[r])))
                     continue
-                out.append(ScoredRequest(_recs(built, idx[r], score[r], fill[r], because,
-                                               include_metadata)))
+                out.append(ScoredRequest(_recs(raw.built, raw.idx[r], raw.score[r],
+                                               raw.fill[r], USER_REASON, include_metadata)))
         return out
+
+
+def unknown_user(user_id: object) -> str:
+    return f"user '{user_id}' is not in the usage data"
 
 
 _gc_lock = threading.Lock()

@@ -92,6 +92,10 @@ class State:
         self.usage_dir.mkdir(exist_ok=True)
         self.path = self.state_dir / "recoservice.db"
         self._local = threading.local()
+        # Write transactions committed so far: a reader that saw the same count before and
+        # after may reuse what it read (see Scorer.resolve_build).
+        self.writes = 0
+        self._writes_lock = threading.Lock()
         # executescript manages its own transaction, so it runs outside db().
         self._connection().executescript(_SCHEMA)
         self._hash_stored_keys()
@@ -135,6 +139,14 @@ class State:
         self._local.depth -= 1
         if outer:
             conn.execute("COMMIT")
+            if write:
+                with self._writes_lock:  # += from two threads could lose one
+                    self.writes += 1
+
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """One row of one SELECT, without BEGIN/COMMIT around it (a lone statement is its
+        own snapshot in autocommit mode): the cheapest read, for per-request look-ups."""
+        return self._connection().execute(sql, args).fetchone()
 
     # -- operations ----------------------------------------------------------------------------
 

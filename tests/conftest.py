@@ -18,6 +18,10 @@ from devhost.services import Service, start_azurite, start_recoservice
 
 TEST_KEY = "test-key-" + uuid.uuid4().hex[:8]
 OTHER_KEY = "other-key-" + uuid.uuid4().hex[:8]
+# The key of recoservice's fault routes (Recoservice-Admin-Key); it reaches the service in a
+# file, never on its command line.
+ADMIN_KEY = "admin-key-" + uuid.uuid4().hex[:8]
+ADMIN_HEADER = "Recoservice-Admin-Key"
 
 
 @dataclass
@@ -29,18 +33,31 @@ class Reco:
     key: str
     demo_model_id: str           # "demo": the Microsoft Store catalog, synthetic usage
     synthetic_model_id: str = ""  # "synthetic": recoservice.synth.generate, SYN-000000 ...
+    admin_key: str = ADMIN_KEY
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Ocp-Apim-Subscription-Key": key or self.key}
 
+    def admin_headers(self) -> dict[str, str]:
+        """Headers of the fault routes: a subscription key and the admin key."""
+        return {**self.headers(), ADMIN_HEADER: self.admin_key}
+
     def set_faults(self, rules: list[dict]) -> None:
         """Install fault rules (replacing any), see recoservice/faults.py."""
         resp = requests.put(f"{self.base_url}/admin/faults", json={"rules": rules},
-                            headers=self.headers(), timeout=10)
+                            headers=self.admin_headers(), timeout=10)
         resp.raise_for_status()
 
+    def faults(self) -> list[dict]:
+        """The fault rules that are left (counts decremented as they fire)."""
+        resp = requests.get(f"{self.base_url}/admin/faults", headers=self.admin_headers(),
+                            timeout=10)
+        resp.raise_for_status()
+        return resp.json()["rules"]
+
     def clear_faults(self) -> None:
-        resp = requests.delete(f"{self.base_url}/admin/faults", headers=self.headers(), timeout=10)
+        resp = requests.delete(f"{self.base_url}/admin/faults", headers=self.admin_headers(),
+                               timeout=10)
         resp.raise_for_status()
 
 
@@ -71,7 +88,17 @@ def container(blob_service) -> Iterator:
     client.delete_container()
 
 
-def _start_reco(workdir: Path, **kwargs) -> Reco:
+def _start_reco(workdir: Path, faults_routes: bool = True, **kwargs) -> Reco:
+    """Start recoservice for tests: Azurite's loopback host allowed for batch jobs, and the
+    fault routes on (``faults_routes=False`` starts it as in production, without them)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    admin_file = workdir / "admin-keys.txt"
+    admin_file.write_text(ADMIN_KEY + "\n")
+    admin_file.chmod(0o600)
+    extra = ["--allow-blob-host", "127.0.0.1", "--admin-key-file", str(admin_file)]
+    if faults_routes and kwargs.get("faults") is None:
+        extra.append("--faults")
+    kwargs["extra_args"] = extra + list(kwargs.get("extra_args") or [])
     svc = start_recoservice(workdir, keys=[TEST_KEY, OTHER_KEY], **kwargs)
     base = str(svc.extra["base_url"])
     models = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": TEST_KEY},

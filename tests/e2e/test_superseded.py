@@ -11,7 +11,6 @@ import random
 import time
 
 import pytest
-import requests
 
 from recobatch import naming
 
@@ -74,8 +73,7 @@ def test_older_run_finishing_last_leaves_the_newer_uploads_output(app_factory, r
     run1 = _run_id(app, "same.json", etag1)
     _wait_running(app, run1)
     deadline = time.monotonic() + 30
-    while requests.get(f"{reco.base_url}/admin/faults", headers=reco.headers(),
-                       timeout=10).json()["rules"]:
+    while reco.faults():
         assert time.monotonic() < deadline, "run 1 never checked its operation"
         time.sleep(0.2)
     v2 = _body(demo_items, 2)

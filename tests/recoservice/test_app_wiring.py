@@ -16,8 +16,7 @@ def test_faults_file_is_loaded_at_start(recoservice_factory, tmp_path):
 
     reco = recoservice_factory(demo=False, faults=path)
 
-    listed = requests.get(f"{reco.base_url}/admin/faults", headers=reco.headers(),
-                          timeout=10).json()["rules"]
+    listed = reco.faults()
     status = requests.get(f"{reco.base_url}/operations/x", headers=reco.headers(), timeout=10)
     assert listed[0]["target"] == "status" and listed[0]["count"] == 2
     assert status.status_code == 503

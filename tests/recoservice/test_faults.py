@@ -23,7 +23,8 @@ def submit(reco: Any) -> requests.Response:
 
 
 def faults(reco: Any) -> list[dict[str, Any]]:
-    resp = requests.get(f"{reco.base_url}/admin/faults", headers=reco.headers(), timeout=10)
+    resp = requests.get(f"{reco.base_url}/admin/faults", headers=reco.admin_headers(),
+                        timeout=10)
     assert resp.status_code == 200, resp.text
     return resp.json()["rules"]
 
@@ -44,7 +45,8 @@ def test_put_then_get_lists_the_rules_with_defaults(reco):
 def test_delete_clears_the_rules(reco):
     reco.set_faults([{"target": "job", "action": "stuck"}])
 
-    resp = requests.delete(f"{reco.base_url}/admin/faults", headers=reco.headers(), timeout=10)
+    resp = requests.delete(f"{reco.base_url}/admin/faults", headers=reco.admin_headers(),
+                           timeout=10)
 
     assert resp.status_code == 200
     assert faults(reco) == []
@@ -64,12 +66,13 @@ def test_admin_routes_need_a_valid_key(reco, method):
     ({"target": "submit", "action": "status", "status": 404}, "rules[0].status"),
     ({"target": "job", "action": "fail", "count": 0}, "rules[0].count"),
     ({"target": "status", "action": "hang", "seconds": -1}, "rules[0].seconds"),
+    ({"target": "status", "action": "hang", "seconds": 61}, "rules[0].seconds"),
 ])
 def test_invalid_rule_is_400_naming_it_and_keeps_the_old_rules(reco, rule, names):
     reco.set_faults([{"target": "job", "action": "stuck"}])
 
     resp = requests.put(f"{reco.base_url}/admin/faults", json={"rules": [rule]},
-                        headers=reco.headers(), timeout=10)
+                        headers=reco.admin_headers(), timeout=10)
 
     assert resp.status_code == 400
     assert names in resp.json()["error"]["message"]

@@ -142,3 +142,36 @@ def test_synthetic_model_recommends_synthetic_items(recoservice):
     assert "SYN-000010" not in [r["items"][0]["id"] for r in recs]
     ratings = [r["rating"] for r in recs]
     assert ratings == sorted(ratings, reverse=True)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("itemIds", ""), ("numberOfResults", "1.5"), ("minimalScore", "abc"),
+    ("minimalScore", "nan"), ("includeMetadata", "maybe"), ("buildId", "x"),
+])
+def test_bad_item_query_parameter_is_400_naming_it(recoservice, tiny_model, name, value):
+    params = {"itemIds": "ITEM-A", name: value}
+
+    resp = _item(recoservice, tiny_model.url, **params)
+
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "BadArgument"
+    assert name in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("value", ["true", "True", "1", "yes"])
+def test_include_metadata_accepts_the_usual_spellings_of_true(recoservice, tiny_model, value):
+    recs = _item(recoservice, tiny_model.url, itemIds="ITEM-B", numberOfResults=1,
+                 includeMetadata=value).json()["recommendedItems"]
+
+    assert recs[0]["items"][0]["id"] == "ITEM-A"
+    assert recs[0]["items"][0]["metadata"] == "color=red"
+
+
+def test_item_route_is_documented_with_its_query_parameters(recoservice):
+    root = recoservice.base_url.split("/recommendations")[0]
+    spec = requests.get(f"{root}/openapi.json", timeout=10).json()
+
+    operation = spec["paths"]["/recommendations/v4.0/models/{model_id}/recommend/item"]["get"]
+    names = {p["name"] for p in operation["parameters"]}
+
+    assert {"itemIds", "numberOfResults", "minimalScore", "includeMetadata", "buildId"} <= names

@@ -167,3 +167,38 @@ def test_user_recommendations_match_brute_force(case, exclude_seen: bool) -> Non
         scored = idx[user][(idx[user] >= 0) & ~backfilled[user]]
         assert scored.tolist() == want
         np.testing.assert_allclose(score[user][: len(want)], x[want], rtol=1e-4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(usage_and_seeds(max_users=30, max_items=40, max_events=300))
+def test_recommend_one_equals_the_bulk_path_bit_for_bit(case) -> None:
+    check_recommend_one(case)
+
+
+@settings(max_examples=100, deadline=None)
+@given(usage_and_seeds(max_users=30, max_items=40, max_events=300))
+def test_recommend_one_numpy_path_equals_the_bulk_path(case) -> None:
+    # Tiny rows take the plain-Python sum; force the numpy paths (used on long rows) too:
+    # unique-and-bincount, then the dense vector.
+    with patch.object(sar, "_SMALL_REQUEST_ENTRIES", 0):
+        check_recommend_one(case)
+        with patch.object(sar, "_DENSE_RATIO", 10**9):
+            check_recommend_one(case)
+
+
+def check_recommend_one(case) -> None:
+    users, items, n_users, n_items, seeds, params, k, minimal_score = case
+    model = SarModel.fit(users, items, np.zeros(len(users)), np.ones(len(users)), n_users,
+                         n_items, params)
+    indptr = np.concatenate(([0], np.cumsum([len(s) for s in seeds])))
+    indices = np.array([i for s in seeds for i in s], dtype=np.int64)
+    idx, score, backfilled = model.recommend_items(indptr, indices, k, minimal_score,
+                                                   return_backfill=True)
+
+    for row, seed in enumerate(seeds):
+        one_idx, one_score, one_fill = model.recommend_one(seed, k, minimal_score)
+
+        n = len(one_idx)
+        assert one_idx == idx[row][:n].tolist() and (idx[row][n:] == -1).all()
+        assert one_score == score[row][:n].tolist()
+        assert one_fill == backfilled[row][:n].tolist()

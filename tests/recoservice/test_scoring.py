@@ -97,3 +97,22 @@ def test_scoring_leaves_the_garbage_collector_enabled(built):
     Scorer(state).recommend_items(model_id, None, [["ITEM-A"]] * 50, 3)
 
     assert gc.isenabled()
+
+
+def test_a_changed_active_build_is_seen_by_the_next_call(built):
+    state, model_id = built
+    scorer = Scorer(state)
+    first = scorer.resolve_build(model_id, None)
+    request = parse_build_request({"buildParameters": {"sar": {"supportThreshold": 1}}})
+    second = create_build(state, model_id, request, None)
+    run_build(state, model_id, second, None)
+
+    assert scorer.resolve_build(model_id, None) == second != first
+    with state.db() as conn:
+        conn.execute("UPDATE models SET active_build_id = ? WHERE id = ?", (first, model_id))
+    assert scorer.resolve_build(model_id, None) == first
+    with state.db() as conn:
+        conn.execute("UPDATE builds SET status = 'Failed' WHERE id = ?", (first,))
+    with pytest.raises(ApiError) as caught:
+        scorer.resolve_build(model_id, None)
+    assert caught.value.code == "BuildNotReady"
