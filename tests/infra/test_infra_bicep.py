@@ -46,7 +46,11 @@ APP_ROLES = {
 IDENTITY_STORAGE = ("AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
                     "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__credential",
                     "AzureWebJobsStorage__clientId")
-STORAGE_ALTERNATIVES = {"AzureWebJobsStorage", "AzureWebJobsStorage__accountName"}
+# Other forms of the storage connection than the one deployed (identity-based with service
+# URIs, checked below): a connection string, the account-name form, and the service principal
+# that is for local development only.
+STORAGE_ALTERNATIVES = {"AzureWebJobsStorage", "AzureWebJobsStorage__accountName",
+                        "AzureWebJobsStorage__tenantId", "AzureWebJobsStorage__clientSecret"}
 
 FORBIDDEN = ("listKeys", "AccountKey=", "DefaultEndpointsProtocol", "SharedAccessKey=",
              "primarySharedKey")
