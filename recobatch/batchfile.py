@@ -72,7 +72,6 @@ _ITEM_REQUEST = (rb'\{' + _W + rb'"SeedItems"' + _W + b":" + _W + rb"\[" + _W + 
 ITEM_RUN = re.compile(_W + _ITEM_REQUEST + rb"(?:" + _W + b"," + _W + _ITEM_REQUEST + rb")*+"
                       + _W)
 _WHITESPACE = b" \t\n\r"
-_REQUEST_END = re.compile(rb"\}")
 _VALUE_START = re.compile(rb'[\["\-0-9]|true|false|null')
 
 
@@ -254,10 +253,10 @@ def _count_run(raw: bytes) -> int:
     return raw.count(b"}")  # ids hold no brace: one per request
 
 
-def compact_run(raw: bytes) -> tuple[bytes, list[int]]:
-    """A :class:`Run`'s requests as orjson writes them, comma-joined, and where each ends."""
+def compact_run(raw: bytes) -> tuple[bytes, int]:
+    """A :class:`Run`'s requests as orjson writes them, comma-joined, and the largest size."""
     compact = raw.translate(None, _WHITESPACE)
-    return compact, [match.end() for match in _REQUEST_END.finditer(compact)]
+    return compact, max(map(len, compact.split(b"},"))) + 1
 
 
 def jsonl_requests(stream: IO[bytes], max_request_bytes: int) -> Iterator[tuple[int, Any]]:

@@ -10,7 +10,6 @@ memory at a time.
 
 from __future__ import annotations
 
-import bisect
 import io
 import json
 import re
@@ -110,23 +109,31 @@ class ChunkSplitter:
         self._body += encoded
         self._indices.append(index)
 
-    def add_run(self, first: int, compact: bytes, ends: list[int]) -> Iterator[Chunk]:
-        """Add requests ``first, first + 1, ...``: ``compact`` holds them comma-joined,
-        request k ending (exclusive) at ``ends[k]``; none is larger than a chunk."""
-        start, done = 0, 0
-        while done < len(ends):
+    def add_run(self, first: int, compact: bytes) -> Iterator[Chunk]:
+        """Add requests ``first, first + 1, ...`` held comma-joined in ``compact``.
+
+        Each request there is compact JSON that ends with the run's only kind of ``}``
+        (requests of one level, whose strings hold no brace), and none is larger than a chunk:
+        chunk ends are found with ``rfind``, so nothing is done per request.
+        """
+        start, size = 0, len(compact)
+        while start < size:
             room = self._max - len(TAIL) - len(self._body) - (1 if self._indices else 0)
-            fit = bisect.bisect_right(ends, start + room, lo=done)
-            if fit == done:
+            end = size if size - start <= room else compact.rfind(b"}", start, start + room) + 1
+            if end <= start:
                 if not self._indices:
-                    raise ValueError(f"request {first + done} alone is larger than a chunk")
+                    raise ValueError(f"request {first} alone is larger than a chunk")
                 yield self._flush()
                 continue
+            count = compact.count(b"}", start, end)
             if self._indices:
                 self._body += b","
-            self._body += compact[start:ends[fit - 1]]
-            self._indices.extend(range(first + done, first + fit))
-            start, done = ends[fit - 1] + 1, fit
+            self._body += compact[start:end]
+            self._indices.extend(range(first, first + count))
+            first += count
+            start = end + 1
+            if start < size:
+                yield self._flush()
 
     def finish(self) -> Iterator[Chunk]:
         """The last chunk, if any request is left."""

@@ -134,15 +134,14 @@ def _pass(open_stream: Callable[[], IO[bytes]], jsonl: bool, base_job: JobSettin
             if not isinstance(request, Run):
                 yield from one(index, request, splitter)
                 continue
-            compact, ends = compact_run(request.raw)
-            pairs = zip([-1, *ends], ends, strict=False)
-            if len(compact) <= limit or all(end - start - 1 <= limit for start, end in pairs):
+            compact, largest = compact_run(request.raw)
+            if largest <= limit:
                 summary.requests += request.count
                 summary.valid += request.count
-                yield from splitter.add_run(index, compact, ends)
+                yield from splitter.add_run(index, compact)
                 continue
-            for offset, (start, end) in enumerate(zip([-1, *ends], ends, strict=False)):
-                piece = compact[start + 1:end]
+            for offset, piece in enumerate(compact.split(b"},")):
+                piece = piece if piece.endswith(b"}") else piece + b"}"
                 yield from one(index + offset, json.loads(piece), splitter)
         yield from splitter.finish()
 
