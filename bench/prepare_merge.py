@@ -128,6 +128,22 @@ def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None
                           "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
                           "result": {"requests": count}}))
         return
+    if phase == "local":
+        import io
+
+        from recobatch.jobspec import JobSettings
+        from recobatch.prepare import prepare
+
+        baseline = peak_rss_mb()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        summary = prepare(lambda: open(name, "rb"), False,  # noqa: SIM115 - prepare closes
+                          JobSettings(api_name="ItemRecommend", model_id="bench-model"), None,
+                          2_000_000, lambda chunk: None, io.BytesIO)
+        print(json.dumps({"seconds": time.perf_counter() - start,
+                          "cpu_seconds": time.process_time() - cpu_start,
+                          "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
+                          "result": {"valid": summary.valid}}))
+        return
     from activities.merge_results import run as merge_results
     from activities.prepare_batch import run as prepare_batch
 
@@ -185,7 +201,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,40,200",
                         help="input sizes in MB, comma-separated")
     parser.add_argument("--no-merge", action="store_true", help="json.load and prepare only")
-    parser.add_argument("--child", choices=("jsonload", "prepare", "merge"),
+    parser.add_argument("--child", choices=("jsonload", "local", "prepare", "merge"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--instance", help=argparse.SUPPRESS)
@@ -204,9 +220,11 @@ def main() -> None:
     try:
         connection = str(azurite.extra["connection_string"])
         service = BlobServiceClient.from_connection_string(connection)
-        print(f"{'input':>8} {'requests':>10} {'chunks':>6} | {'json.load s':>11} {'MB/s':>5} "
-              f"{'peak RSS':>8} | {'prepare s':>9} {'cpu s':>6} {'MB/s':>5} {'ratio':>5} "
-              f"{'peak RSS':>8} | {'merge s':>8} {'cpu s':>6} {'MB/s':>5} {'peak RSS':>8} "
+        print(f"{'input':>8} {'requests':>10} {'chunks':>6} | {'json.load s':>11} {'cpu s':>6} "
+              f"{'MB/s':>5} {'peak RSS':>8} | {'prepare s':>9} {'cpu s':>6} {'MB/s':>5} "
+              f"{'ratio':>5} {'cpu ratio':>9} "
+              f"{'peak RSS':>8} | {'local s':>7} {'MB/s':>5} {'ratio':>5} "
+              f"| {'merge s':>8} {'cpu s':>6} {'MB/s':>5} {'peak RSS':>8} "
               f"{'results':>8} | {'RSS after imports':>17}", flush=True)
         for size_mb in (int(s) for s in args.sizes.split(",")):
             name = f"requests-{size_mb}mb.json"
@@ -214,17 +232,22 @@ def main() -> None:
             copy = workdir / name
             size, count = generate(service, name, size_mb * MB, copy)
             load = run_child("jsonload", connection, str(copy), instance)
+            local = run_child("local", connection, str(copy), instance)
             copy.unlink()
             prep = run_child("prepare", connection, name, instance)
             chunks = prep["result"]["chunks"]
             assert prep["result"]["valid"] == count, prep["result"]
             assert load["result"]["requests"] == count, load["result"]
             line = (f"{size / MB:>6.0f}MB {count:>10,} {len(chunks):>6} | "
-                    f"{load['seconds']:>11.1f} {size / MB / load['seconds']:>5.1f} "
-                    f"{load['peak_rss_mb']:>6.0f}MB | "
+                    f"{load['seconds']:>11.1f} {load['cpu_seconds']:>6.1f} "
+                    f"{size / MB / load['seconds']:>5.1f} {load['peak_rss_mb']:>6.0f}MB | "
                     f"{prep['seconds']:>9.1f} {prep['cpu_seconds']:>6.1f} "
                     f"{size / MB / prep['seconds']:>5.1f} "
-                    f"{load['seconds'] / prep['seconds']:>4.1f}x {prep['peak_rss_mb']:>6.0f}MB | ")
+                    f"{load['seconds'] / prep['seconds']:>4.1f}x "
+                    f"{load['cpu_seconds'] / prep['cpu_seconds']:>8.1f}x "
+                    f"{prep['peak_rss_mb']:>6.0f}MB | {local['seconds']:>7.1f} "
+                    f"{size / MB / local['seconds']:>5.1f} "
+                    f"{load['seconds'] / local['seconds']:>4.1f}x ")
             if args.no_merge:
                 line += f"{'-':>8} {'-':>6} {'-':>5} {'-':>8} {'-':>8} | "
                 merge = {"baseline_rss_mb": 0.0}
@@ -247,8 +270,9 @@ def main() -> None:
                     service.get_container_client(container).delete_blob(blob.name)
             service.get_container_client(INPUT_CONTAINER).delete_blob(name)
         print("MB/s: input MB (json.load, prepare) or results MB written (merge) per "
-              "wall-clock second; ratio: json.load seconds / prepare seconds, same run;\n"
-              "cpu s: the phase's own CPU time. peak RSS: VmHWM of the subprocess running "
+              "wall-clock second; ratio: json.load seconds / prepare seconds, same run\n"
+              "(cpu ratio: the same with CPU seconds); cpu s: the phase's own CPU time (prepare's "
+              "excludes Azurite's). peak RSS: VmHWM of the subprocess running "
               "that phase, imports included.")
     finally:
         azurite.stop()
