@@ -179,9 +179,14 @@ class JsonStream:
         while True:
             if self.peek() != ord('"'):
                 raise self.error(f"expected a key (a string), found {describe(self.peek())}")
+            start = self.offset
             key = self.scan(key_limit, depth=depth)
             self.expect(b":", "':' after a key")
-            yield orjson.loads(key) if isinstance(key, bytes) else None
+            try:
+                text = orjson.loads(key) if isinstance(key, bytes) else None
+            except orjson.JSONDecodeError as exc:
+                raise self.error(orjson_problem(exc), offset=start) from None
+            yield text
             found = self.peek()
             if found == ord(","):
                 self.pos += 1

@@ -201,3 +201,24 @@ def test_a_huge_result_in_a_chunk_output_is_invalid_unread():
     assert "result 0 of the job's output is 5,000,047 bytes, over the 4,194,304-byte limit" \
         in str(raised)
     assert peak < 16_000_000  # bounded by the 4 MiB limit, not by the result
+
+
+def test_an_unknown_job_key_is_named_within_the_message_bound():
+    data = b'{"job": {"' + b"k" * 5000 + b'": 1}, "requests": [{"SeedItems": ["A"]}]}'
+
+    with pytest.raises(InputError) as info:
+        run_prepare(data)
+
+    assert info.value.message.startswith("job.kkkk")
+    assert "is not a known job setting" in info.value.message
+    assert len(info.value.message) <= MAX_MESSAGE_CHARS
+
+
+def test_a_key_that_is_not_valid_json_text_is_invalid_input_saying_where():
+    data = b'{"\\ud800": 1, "requests": [{"SeedItems": ["A"]}]}'
+
+    with pytest.raises(InputError) as info:
+        run_prepare(data)
+
+    assert info.value.message.startswith("the requests file is not valid JSON at byte 1: ")
+    assert "surrogate" in info.value.message
