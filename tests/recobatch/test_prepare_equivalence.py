@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import io
 import json
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import legacy_prepare
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rb_helpers import BASE_JOB
 
+from recobatch import jsonstream
 from recobatch import prepare as current
 from recobatch.errors import InputError
 
@@ -69,6 +74,15 @@ def _run(prepare: Any, data: bytes, jsonl: bool, max_job_bytes: int,
             [(c.number, c.body, c.indices) for c in chunks], sinks[-1])
 
 
+@contextmanager
+def _blocks_of(size: int) -> Iterator[None]:
+    saved, jsonstream.BLOCK = jsonstream.BLOCK, size
+    try:
+        yield
+    finally:
+        jsonstream.BLOCK = saved
+
+
 def _document(requests: list, job: dict | None, job_first: bool, extra: bool,
               style: dict) -> bytes:
     members = [("requests", requests)]
@@ -86,12 +100,13 @@ def _document(requests: list, job: dict | None, job_first: bool, extra: bool,
 @given(requests=requests_st, job=jobs, job_first=st.booleans(), extra=st.booleans(),
        style=styles, max_job_bytes=st.sampled_from([120, 300, 1024, 5000, 2_000_000]),
        caller=st.sampled_from([None, {"apiName": "UserRecommend"}, {"numberOfResults": 3}]),
-       bom=st.booleans())
+       bom=st.booleans(), block=st.sampled_from([5, 64, 1 << 20]))
 def test_seed_json_outputs_are_those_of_the_previous_implementation(
-        requests, job, job_first, extra, style, max_job_bytes, caller, bom):
+        requests, job, job_first, extra, style, max_job_bytes, caller, bom, block):
     data = (b"\xef\xbb\xbf" if bom else b"") + _document(requests, job, job_first, extra, style)
 
-    new = _run(current.prepare, data, False, max_job_bytes, caller)
+    with _blocks_of(block):  # small blocks: every value crosses a read boundary somewhere
+        new = _run(current.prepare, data, False, max_job_bytes, caller)
     old = _run(legacy_prepare.prepare, data.removeprefix(b"\xef\xbb\xbf"), False,
                max_job_bytes, caller)
 
@@ -120,6 +135,21 @@ def test_json_lines_outputs_are_those_of_the_previous_implementation(
 def test_a_job_after_the_requests_changing_the_api_name_gives_the_same_outputs():
     data = b'{"requests":[{"UserId":"u1"},{"SeedItems":["A"]},{"UserId":"u2","SeedItems":["B"]}],' \
         b'"job":{"apiName":"UserRecommend"}}'
+
+    assert _run(current.prepare, data, False, 2_000_000, None) == \
+        _run(legacy_prepare.prepare, data, False, 2_000_000, None)
+
+
+@pytest.mark.parametrize("style", [{"separators": (",", ":")}, {}, {"indent": 1}])
+def test_a_large_file_crossing_many_reads_and_windows_gives_the_same_outputs(style):
+    rng = random.Random(7)
+    pool = [{"SeedItems": ["A1F-00001"]}, {"SeedItems": ["B2F-00002", "C3F-00003"]},
+            {"SeedItems": ["é-long"]}, {"SeedItems": []}, {"seedItems": ["x"]}, 5,
+            {"SeedItems": ["Z" * 51]}, {"SeedItems": [f"I{n}" for n in range(30_000)]}]
+    weights = [60, 30, 3, 2, 2, 1, 1, 0.05]
+    requests = rng.choices(pool, weights, k=60_000)
+    data = _document(requests, {"numberOfResults": 4}, False, True, style)
+    assert len(data) > 3_000_000
 
     assert _run(current.prepare, data, False, 2_000_000, None) == \
         _run(legacy_prepare.prepare, data, False, 2_000_000, None)
