@@ -24,7 +24,12 @@ from recobatch.prepare import prepare
 from recobatch.settings import get_settings
 
 NAME = "prepare_batch"
-UPLOADS_AHEAD = 2
+# I/O overlaps parsing (bench/prepare_merge.py): the input is read READ_AHEAD ranges of
+# READ_RANGE ahead, and up to UPLOADS_AHEAD chunks upload while the next one is built. Peak
+# RSS stays under 150 MB with these (4 MiB ranges cost ~12 MB each in the SDK's copies).
+READ_AHEAD = 2
+READ_RANGE = 4 * 1024 * 1024
+UPLOADS_AHEAD = 4
 
 
 def run(payload: dict) -> dict:
@@ -40,16 +45,17 @@ def run(payload: dict) -> dict:
     work = storage.ensure_container(service, settings.work_container)
 
     # Opened once up front for size and ETag, so an oversized file is refused unread.
-    first = storage.ReadAheadBlobReader(blob, etag)
+    first = storage.ReadAheadBlobReader(blob, etag, READ_AHEAD, READ_RANGE)
     check_size(first.size, settings.max_input_bytes)
     readers = [first]
 
     def open_stream():
-        raw = readers.pop() if readers else storage.ReadAheadBlobReader(blob, first.etag)
+        raw = readers.pop() if readers else storage.ReadAheadBlobReader(
+            blob, first.etag, READ_AHEAD, READ_RANGE)
         return io.BufferedReader(raw, buffer_size=64 * 1024)
 
     # Chunks upload in the background while the file is parsed; at most UPLOADS_AHEAD wait.
-    uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-upload")
+    uploads = ThreadPoolExecutor(max_workers=UPLOADS_AHEAD, thread_name_prefix="chunk-upload")
     pending: deque[Future[None]] = deque()
 
     def upload(chunk: Chunk) -> None:
