@@ -40,6 +40,7 @@ from recobatch.jsonstream import (
 from recobatch.limits import (
     MAX_JOB_BYTES,
     MAX_JSON_DEPTH,
+    MAX_KEYS_LISTED,
     MAX_REQUEST_ITEMS,
     PARSE_WINDOW,
     bounded,
@@ -173,6 +174,7 @@ class SeedFile:
         self._keys: list[str] = []
         self._key_count = 0
         self._found_list = False
+        self._list_start = 0  # index of the first request of the list being read
         self._jobs = 0
 
     def requests(self) -> Iterator[tuple[int, Any]]:
@@ -197,7 +199,7 @@ class SeedFile:
         try:
             for key in scan.members():
                 self._key_count += 1
-                if len(self._keys) < 5:
+                if len(self._keys) < MAX_KEYS_LISTED:
                     self._keys.append(key if key is not None else "<a very long key>")
                 if key == "requests":
                     yield from self._requests(scan)
@@ -208,8 +210,6 @@ class SeedFile:
             scan.end()
         except JsonSyntaxError as exc:
             raise invalid_json(exc, self._list_start) from None
-
-    _list_start = 0
 
     def no_requests(self) -> str:
         """Why the pass gave no request (after :meth:`requests` ended)."""
