@@ -2,8 +2,9 @@
 
 Input ``{instanceId, container, name, etag?, job?}``; output ``{inputName, etag, size,
 requests, valid, rejected, chunks: [{name, requests, bytes}], job}``. The input blob is
-streamed (pinned to ``etag`` when given) and never modified or deleted. Chunk inputs, their
-index lists and ``rejected.jsonl`` go to the work container under ``<instanceId>/``.
+streamed (pinned to ``etag`` when given, read ahead in parallel ranges) and never modified or
+deleted. Chunk inputs, their index lists and ``rejected.jsonl`` go to the work container under
+``<instanceId>/``; chunks upload in the background while the next ones are built.
 """
 
 from __future__ import annotations
