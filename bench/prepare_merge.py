@@ -1,17 +1,21 @@
-"""Benchmark: prepare_batch and merge_results on 20 MB and 200 MB inputs in Azurite.
+"""Benchmark: prepare_batch and merge_results on 20, 40 and 200 MB inputs in Azurite.
 
 Starts a private Azurite, writes a seed-format requests file of each size (about 44 bytes a
-request: 200 MB is about 4.6 M requests), then runs, each in its own subprocess so peak RSS is
-per size and phase:
+request: 200 MB is about 4.6 M requests; the same bytes also go to a local file), then runs,
+each in its own subprocess so peak RSS is per size and phase:
 
-- ``prepare``: the ``prepare_batch`` activity (stream, validate, split, write chunks);
+- ``json.load``: the standard library parsing the same file from local disk, the yardstick
+  (the machine is shared, so only ratios measured in the same run mean much);
+- ``prepare``: the ``prepare_batch`` activity (stream from Azurite, validate, split, write
+  chunks to Azurite);
 - ``merge``: the ``merge_results`` activity, fed with synthetic chunk outputs of the shape the
   service writes (one recommendation per request, an error line every 997th request).
 
-Prints MB/s (input MB for prepare; results MB written for merge) and peak RSS (``VmHWM``).
-Target: peak RSS < 150 MB, about the same for both sizes.
+Prints MB/s (input MB for json.load and prepare; results MB written for merge), prepare's
+ratio to json.load, and peak RSS (``VmHWM``). Targets: prepare at least 2x json.load, peak
+RSS < 150 MB, about the same for every size.
 
-Usage: ``python bench/prepare_merge.py [--sizes 20,200]``
+Usage: ``python bench/prepare_merge.py [--sizes 20,40,200] [--no-merge]``
 """
 
 from __future__ import annotations
@@ -48,13 +52,26 @@ def _item(rng: random.Random) -> str:
     return f"{rng.choice('ABCDEFGHJK')}{rng.choice('0123456789')}F-{rng.randrange(100000):05d}"
 
 
-def generate(service, name: str, target_bytes: int) -> tuple[int, int]:
-    """Stream a seed-format file of about ``target_bytes`` into Azurite; return (bytes, n)."""
+def generate(service, name: str, target_bytes: int, copy: Path) -> tuple[int, int]:
+    """Stream a seed-format file of about ``target_bytes`` into Azurite (and into ``copy``);
+    return (bytes, n)."""
     from recobatch.storage import BlobWriter, ensure_container
 
     ensure_container(service, INPUT_CONTAINER)
     rng = random.Random(42)
-    writer = BlobWriter(service.get_blob_client(INPUT_CONTAINER, name), "application/json")
+    blob_writer = BlobWriter(service.get_blob_client(INPUT_CONTAINER, name), "application/json")
+    local = copy.open("wb")
+
+    class Tee:
+        def write(self, data: bytes) -> None:
+            blob_writer.write(data)
+            local.write(data)
+
+        @property
+        def size(self) -> int:
+            return blob_writer.size
+
+    writer = Tee()
     writer.write(b'{"requests": [')
     count, parts, size = 0, [], 0
     while writer.size + size < target_bytes - 2:
@@ -67,8 +84,9 @@ def generate(service, name: str, target_bytes: int) -> tuple[int, int]:
             writer.write(b"".join(parts))
             parts, size = [], 0
     writer.write(b"".join(parts) + b"]}")
-    writer.close()
-    return writer.size, count
+    blob_writer.close()
+    local.close()
+    return blob_writer.size, count
 
 
 def synthesize_outputs(service, instance: str, chunks: list[dict]) -> int:
@@ -100,6 +118,32 @@ def synthesize_outputs(service, instance: str, chunks: list[dict]) -> int:
 
 def child(phase: str, name: str, instance: str, chunks_file: str | None) -> None:
     """Run one phase in this process and print a JSON line with time and peak RSS."""
+    if phase == "jsonload":
+        baseline = peak_rss_mb()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        with open(name, "rb") as file:
+            count = len(json.load(file)["requests"])
+        print(json.dumps({"seconds": time.perf_counter() - start,
+                          "cpu_seconds": time.process_time() - cpu_start,
+                          "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
+                          "result": {"requests": count}}))
+        return
+    if phase == "local":
+        import io
+
+        from recobatch.jobspec import JobSettings
+        from recobatch.prepare import prepare
+
+        baseline = peak_rss_mb()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        summary = prepare(lambda: open(name, "rb"), False,  # noqa: SIM115 - prepare closes
+                          JobSettings(api_name="ItemRecommend", model_id="bench-model"), None,
+                          2_000_000, lambda chunk: None, io.BytesIO)
+        print(json.dumps({"seconds": time.perf_counter() - start,
+                          "cpu_seconds": time.process_time() - cpu_start,
+                          "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
+                          "result": {"valid": summary.valid}}))
+        return
     from activities.merge_results import run as merge_results
     from activities.prepare_batch import run as prepare_batch
 
@@ -154,8 +198,11 @@ def run_child(phase: str, connection: str, name: str, instance: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", default="20,200", help="input sizes in MB, comma-separated")
-    parser.add_argument("--child", choices=("prepare", "merge"), help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="20,40,200",
+                        help="input sizes in MB, comma-separated")
+    parser.add_argument("--no-merge", action="store_true", help="json.load and prepare only")
+    parser.add_argument("--child", choices=("jsonload", "local", "prepare", "merge"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--instance", help=argparse.SUPPRESS)
     parser.add_argument("--chunks-file", help=argparse.SUPPRESS)
@@ -173,35 +220,59 @@ def main() -> None:
     try:
         connection = str(azurite.extra["connection_string"])
         service = BlobServiceClient.from_connection_string(connection)
-        print(f"{'input':>8} {'requests':>10} {'chunks':>6} | {'prepare s':>9} {'cpu s':>6} "
-              f"{'MB/s':>5} {'peak RSS':>8} | {'merge s':>8} {'cpu s':>6} {'MB/s':>5} "
-              f"{'peak RSS':>8} {'results':>8} | {'RSS after imports':>17}")
+        print(f"{'input':>8} {'requests':>10} {'chunks':>6} | {'json.load s':>11} {'cpu s':>6} "
+              f"{'MB/s':>5} {'peak RSS':>8} | {'prepare s':>9} {'cpu s':>6} {'MB/s':>5} "
+              f"{'ratio':>5} {'cpu ratio':>9} "
+              f"{'peak RSS':>8} | {'local s':>7} {'MB/s':>5} {'ratio':>5} "
+              f"| {'merge s':>8} {'cpu s':>6} {'MB/s':>5} {'peak RSS':>8} "
+              f"{'results':>8} | {'RSS after imports':>17}", flush=True)
         for size_mb in (int(s) for s in args.sizes.split(",")):
             name = f"requests-{size_mb}mb.json"
             instance = f"rb-bench-{size_mb}"
-            size, count = generate(service, name, size_mb * MB)
+            copy = workdir / name
+            size, count = generate(service, name, size_mb * MB, copy)
+            load = run_child("jsonload", connection, str(copy), instance)
+            local = run_child("local", connection, str(copy), instance)
+            copy.unlink()
             prep = run_child("prepare", connection, name, instance)
             chunks = prep["result"]["chunks"]
             assert prep["result"]["valid"] == count, prep["result"]
-            synthesize_outputs(service, instance, chunks)
-            chunks_file = workdir / f"{instance}.chunks.json"
-            chunks_file.write_text(json.dumps(chunks))
-            merge = run_child("merge", connection, name, instance, chunks_file)
-            results_mb = merge["result"]["results"]["size"] / MB
-            assert merge["result"]["counts"]["results"] == count, merge["result"]
-            print(f"{size / MB:>6.0f}MB {count:>10,} {len(chunks):>6} | "
-                  f"{prep['seconds']:>9.1f} {prep['cpu_seconds']:>6.1f} "
-                  f"{size / MB / prep['seconds']:>5.1f} {prep['peak_rss_mb']:>6.0f}MB | "
-                  f"{merge['seconds']:>8.1f} {merge['cpu_seconds']:>6.1f} "
-                  f"{results_mb / merge['seconds']:>5.1f} {merge['peak_rss_mb']:>6.0f}MB "
-                  f"{results_mb:>6.0f}MB | {prep['baseline_rss_mb']:>5.0f}MB / "
-                  f"{merge['baseline_rss_mb']:.0f}MB", flush=True)
+            assert load["result"]["requests"] == count, load["result"]
+            line = (f"{size / MB:>6.0f}MB {count:>10,} {len(chunks):>6} | "
+                    f"{load['seconds']:>11.1f} {load['cpu_seconds']:>6.1f} "
+                    f"{size / MB / load['seconds']:>5.1f} {load['peak_rss_mb']:>6.0f}MB | "
+                    f"{prep['seconds']:>9.1f} {prep['cpu_seconds']:>6.1f} "
+                    f"{size / MB / prep['seconds']:>5.1f} "
+                    f"{load['seconds'] / prep['seconds']:>4.1f}x "
+                    f"{load['cpu_seconds'] / prep['cpu_seconds']:>8.1f}x "
+                    f"{prep['peak_rss_mb']:>6.0f}MB | {local['seconds']:>7.1f} "
+                    f"{size / MB / local['seconds']:>5.1f} "
+                    f"{load['seconds'] / local['seconds']:>4.1f}x ")
+            if args.no_merge:
+                line += f"{'-':>8} {'-':>6} {'-':>5} {'-':>8} {'-':>8} | "
+                merge = {"baseline_rss_mb": 0.0}
+            else:
+                synthesize_outputs(service, instance, chunks)
+                chunks_file = workdir / f"{instance}.chunks.json"
+                chunks_file.write_text(json.dumps(chunks))
+                merge = run_child("merge", connection, name, instance, chunks_file)
+                results_mb = merge["result"]["results"]["size"] / MB
+                assert merge["result"]["counts"]["results"] == count, merge["result"]
+                line += (f"{merge['seconds']:>8.1f} {merge['cpu_seconds']:>6.1f} "
+                         f"{results_mb / merge['seconds']:>5.1f} {merge['peak_rss_mb']:>6.0f}MB "
+                         f"{results_mb:>6.0f}MB | ")
+            print(line + f"{prep['baseline_rss_mb']:>5.0f}MB / {merge['baseline_rss_mb']:.0f}MB",
+                  flush=True)
             for container in ("bench-work", "bench-output"):
+                if not service.get_container_client(container).exists():
+                    continue
                 for blob in service.get_container_client(container).list_blobs():
                     service.get_container_client(container).delete_blob(blob.name)
             service.get_container_client(INPUT_CONTAINER).delete_blob(name)
-        print("MB/s: input MB (prepare) or results MB written (merge) per wall-clock second; "
-              "cpu s: the phase's own CPU time.\npeak RSS: VmHWM of the subprocess running "
+        print("MB/s: input MB (json.load, prepare) or results MB written (merge) per "
+              "wall-clock second; ratio: json.load seconds / prepare seconds, same run\n"
+              "(cpu ratio: the same with CPU seconds); cpu s: the phase's own CPU time (prepare's "
+              "excludes Azurite's). peak RSS: VmHWM of the subprocess running "
               "that phase, imports included.")
     finally:
         azurite.stop()

@@ -17,11 +17,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import ijson
 import orjson
 
 from recobatch import naming
 from recobatch.errors import OutputInvalidError
+from recobatch.jsonstream import (
+    JsonDepthError,
+    JsonStream,
+    JsonSyntaxError,
+    Refused,
+    nested_pattern,
+)
+from recobatch.limits import MAX_JSON_DEPTH, MAX_RESULT_BYTES, PARSE_WINDOW, bounded
 
 HEAD = b'{"requests":['
 TAIL = b"]}"
@@ -30,6 +37,9 @@ SUCCEEDED = "Succeeded"
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ERROR_LINE = re.compile(r"^request (\d+): ?(.*)$")
+# One result as the service writes it, nested 5 deep (result, recommendations, one
+# recommendation, its items, one item): parsed at once.
+_RESULT = re.compile(nested_pattern(5))
 
 
 def _dumps(value: Any) -> bytes:
@@ -63,6 +73,81 @@ class Chunk:
         return naming.chunk_name(self.number)
 
 
+class ChunkSplitter:
+    """Groups encoded requests into chunks of at most ``max_job_bytes`` bytes, in order.
+
+    Feed requests one at a time (:meth:`add`) or as runs of already compact, comma-joined
+    requests (:meth:`add_run`, copied slice by slice); each call yields the chunks it
+    completes, :meth:`finish` the last one. A run and the same requests fed one by one give
+    the same chunks.
+    """
+
+    def __init__(self, max_job_bytes: int) -> None:
+        self._max = max_job_bytes
+        self._limit = max_request_bytes(max_job_bytes)
+        # One growing buffer per chunk: the small encoded requests are copied in and freed
+        # at once (orjson's bytes objects keep a ~4 KiB allocation each, so holding them
+        # would cost hundreds of MB per chunk).
+        self._body = bytearray(HEAD)
+        self._indices: list[int] = []
+        self._number = 0
+
+    def add(self, index: int, encoded: bytes) -> Iterator[Chunk]:
+        """Add one request (:func:`encode_request` output).
+
+        Raises
+        ------
+        ValueError
+            When it alone does not fit (callers reject those before splitting).
+        """
+        if len(encoded) > self._limit:
+            raise ValueError(f"request {index} alone is larger than a chunk")
+        if self._indices and len(self._body) + 1 + len(encoded) + len(TAIL) > self._max:
+            yield self._flush()
+        if self._indices:
+            self._body += b","
+        self._body += encoded
+        self._indices.append(index)
+
+    def add_run(self, first: int, compact: bytes) -> Iterator[Chunk]:
+        """Add requests ``first, first + 1, ...`` held comma-joined in ``compact``.
+
+        Each request there is compact JSON that ends with the run's only kind of ``}``
+        (requests of one level, whose strings hold no brace), and none is larger than a chunk:
+        chunk ends are found with ``rfind``, so nothing is done per request.
+        """
+        start, size = 0, len(compact)
+        while start < size:
+            room = self._max - len(TAIL) - len(self._body) - (1 if self._indices else 0)
+            end = size if size - start <= room else compact.rfind(b"}", start, start + room) + 1
+            if end <= start:
+                if not self._indices:
+                    raise ValueError(f"request {first} alone is larger than a chunk")
+                yield self._flush()
+                continue
+            count = compact.count(b"}", start, end)
+            if self._indices:
+                self._body += b","
+            self._body += compact[start:end]
+            self._indices.extend(range(first, first + count))
+            first += count
+            start = end + 1
+            if start < size:
+                yield self._flush()
+
+    def finish(self) -> Iterator[Chunk]:
+        """The last chunk, if any request is left."""
+        if self._indices:
+            yield self._flush()
+
+    def _flush(self) -> Chunk:
+        self._number += 1
+        self._body += TAIL
+        chunk = Chunk(self._number, bytes(self._body), self._indices)
+        self._body, self._indices = bytearray(HEAD), []
+        return chunk
+
+
 def split_requests(requests: Iterable[tuple[int, bytes]], max_job_bytes: int) -> Iterator[Chunk]:
     """Group encoded requests into chunks of at most ``max_job_bytes`` bytes, in order.
 
@@ -78,28 +163,10 @@ def split_requests(requests: Iterable[tuple[int, bytes]], max_job_bytes: int) ->
     ValueError
         When one request alone does not fit (callers reject those before splitting).
     """
-    # One growing buffer per chunk: the small encoded requests are copied in and freed at
-    # once (orjson's bytes objects keep a ~4 KiB allocation each, so holding them would cost
-    # hundreds of MB per chunk).
-    body = bytearray(HEAD)
-    indices: list[int] = []
-    number = 0
-    limit = max_request_bytes(max_job_bytes)
+    splitter = ChunkSplitter(max_job_bytes)
     for index, encoded in requests:
-        if len(encoded) > limit:
-            raise ValueError(f"request {index} alone is larger than a chunk")
-        if indices and len(body) + 1 + len(encoded) + len(TAIL) > max_job_bytes:
-            number += 1
-            body += TAIL
-            yield Chunk(number, bytes(body), indices)
-            body, indices = bytearray(HEAD), []
-        if indices:
-            body += b","
-        body += encoded
-        indices.append(index)
-    if indices:
-        body += TAIL
-        yield Chunk(number + 1, bytes(body), indices)
+        yield from splitter.add(index, encoded)
+    yield from splitter.finish()
 
 
 @dataclass
@@ -128,31 +195,55 @@ class MergeCounts:
 def iter_results(output: bytes | IO[bytes] | None, expected: int, name: str) -> Iterator[Any]:
     """Stream the ``results`` of a job output, checking there is exactly one per request.
 
-    Results are built one at a time (ijson), so a large output never sits in memory whole.
+    Results are built one at a time (:mod:`recobatch.jsonstream`), so a large output never
+    sits in memory whole; nesting is limited to ``MAX_JSON_DEPTH`` and one result to
+    ``MAX_RESULT_BYTES``, both checked before anything is built.
 
     Raises
     ------
     OutputInvalidError
-        Missing, not JSON, or not ``{"results": [...]}`` with ``expected`` results (raised
-        when the stream ends, or as soon as there is one result too many).
+        Missing, not JSON, over a limit, or not ``{"results": [...]}`` with ``expected``
+        results (raised when the stream ends, or as soon as there is one result too many).
     """
     if output is None:
         raise OutputInvalidError(f"{name}: the job wrote no output blob.")
     stream = io.BytesIO(output) if isinstance(output, bytes | bytearray) else output
     count = 0
     try:
-        for result in ijson.items(stream, "results.item", use_float=True):
+        for result in _results(JsonStream(stream)):
+            if isinstance(result, Refused):
+                raise OutputInvalidError(
+                    f"{name}: result {count} of the job's output is {result.size:,} bytes, "
+                    f"over the {MAX_RESULT_BYTES:,}-byte limit.")
             count += 1
             if count > expected:
                 break
             yield result
-    except ijson.JSONError:
-        raise OutputInvalidError(f"{name}: the job's output blob is not valid JSON.") from None
+    except JsonDepthError as exc:
+        raise OutputInvalidError(f"{name}: the job's output is nested deeper than "
+                                 f"{MAX_JSON_DEPTH} levels (the limit) at byte "
+                                 f"{exc.offset:,}.") from None
+    except JsonSyntaxError as exc:
+        raise OutputInvalidError(bounded(f"{name}: the job's output blob is not valid JSON at "
+                                         f"byte {exc.offset:,}: {exc.problem}.")) from None
     if count != expected:
         raise OutputInvalidError(
             f"{name}: the job's output holds {'more than ' if count > expected else ''}"
             f"{min(count, expected)} results for {expected} requests "
             '(expected {"results": [...]}, one per request).')
+
+
+def _results(scan: JsonStream) -> Iterator[Any]:
+    """The elements of every top-level ``"results"`` list (other values are skipped)."""
+    if scan.peek() != ord("{"):
+        scan.skip()
+    else:
+        for key in scan.members():
+            if key == "results" and scan.peek() == ord("["):
+                yield from scan.items(2, MAX_RESULT_BYTES, None, _RESULT, PARSE_WINDOW)
+            else:
+                scan.skip(depth=1)
+    scan.end()
 
 
 def count_results(output: bytes | IO[bytes] | None, expected: int, name: str) -> int:

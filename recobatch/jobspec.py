@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from recobatch.errors import InputError
+from recobatch.limits import bounded
 from recobatch.settings import API_NAMES, Settings
 
 MAX_NUMBER_OF_RESULTS = 100
@@ -59,7 +60,7 @@ class JobSettings:
         changes: dict[str, Any] = {}
         for key, value in overrides.items():
             if key not in _FIELDS:
-                raise InputError(f"job.{key} is not a known job setting "
+                raise InputError(f"job.{bounded(str(key), 60)} is not a known job setting "
                                  f"(known: {', '.join(_FIELDS)}).")
             attr, check = _FIELDS[key]
             changes[attr] = check(key, value)

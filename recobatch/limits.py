@@ -25,6 +25,18 @@ MAX_KEYS_LISTED = 5
 MAX_HTTP_BODY_BYTES = 16 * 1024 * 1024
 # Longest blob name (the Blob service's own limit).
 MAX_BLOB_NAME_CHARS = 1024
+# Items (list elements and object members, counted by their separators) of one request:
+# more are rejected unread. A request a few levels deep and this many items within
+# PARSE_WINDOW bytes cannot exist, so where a request is parsed never changes the verdict.
+MAX_REQUEST_ITEMS = 100_000
+# Values up to this size are parsed at once (orjson); larger ones are measured first, in
+# constant memory, then parsed or refused. Bounds what one value can cost when built.
+PARSE_WINDOW = 128 * 1024
+# The "job" object of a requests file (six settings fit in 300 bytes).
+MAX_JOB_BYTES = 64 * 1024
+# One result of a chunk output written by the upstream (100 recommendations with metadata
+# fit easily); a larger one makes the output invalid.
+MAX_RESULT_BYTES = 4 * 1024 * 1024
 
 
 def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -58,11 +70,16 @@ def safe_text(text: str, limit: int = MAX_MESSAGE_CHARS, secrets: tuple[str, ...
     return bounded(redact(text, secrets), limit)
 
 
-def keys_listed(keys: Any, limit: int = MAX_KEYS_LISTED) -> str:
-    """At most ``limit`` keys, each clipped, as ``'a', 'b' and 3 more``."""
+def keys_listed(keys: Any, limit: int = MAX_KEYS_LISTED, total: int | None = None) -> str:
+    """At most ``limit`` keys, each clipped, as ``'a', 'b' and 3 more``.
+
+    ``total`` is the number of keys when ``keys`` holds only the first few of them.
+    """
     keys = list(keys)
+    total = len(keys) if total is None else total
     shown = ", ".join(repr(bounded(str(k), 40)) for k in keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+    more = total - min(limit, len(keys))
+    return shown + (f" and {more:,} more" if more > 0 else "")
 
 
 def value_depth(value: Any) -> int:

@@ -24,6 +24,8 @@ import hashlib
 import io
 import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -283,16 +285,7 @@ class BlobReader(io.RawIOBase):
         if not self._pending:
             if self._offset >= self.size:
                 return 0
-            length = min(READ_RANGE, self.size - self._offset)
-            try:
-                data = self._blob.download_blob(offset=self._offset, length=length,
-                                                **_if_match(self.etag)).readall()
-            except ResourceModifiedError:
-                raise InputError(f"blob {self.name} changed while it was read.") from None
-            except AzureError as exc:
-                raise StorageError(f"cannot read blob {self.name}: {_short(exc)}") from None
-            if not data:
-                raise StorageError(f"blob {self.name} ended early at byte {self._offset:,}.")
+            data = self._next_range()
             self._offset += len(data)
             self._pending = memoryview(data)
         view = memoryview(buffer).cast("B")
@@ -300,6 +293,54 @@ class BlobReader(io.RawIOBase):
         view[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
+
+    def _next_range(self) -> bytes:
+        return self._range(self._offset, min(READ_RANGE, self.size - self._offset))
+
+    def _range(self, offset: int, length: int) -> bytes:
+        try:
+            data = self._blob.download_blob(offset=offset, length=length,
+                                            **_if_match(self.etag)).readall()
+        except ResourceModifiedError:
+            raise InputError(f"blob {self.name} changed while it was read.") from None
+        except AzureError as exc:
+            raise StorageError(f"cannot read blob {self.name}: {_short(exc)}") from None
+        if len(data) != length:
+            raise StorageError(f"blob {self.name} ended early at byte {offset + len(data):,}.")
+        return bytes(data)
+
+
+class ReadAheadBlobReader(BlobReader):
+    """A :class:`BlobReader` that keeps the next ``ahead`` ranges downloading in threads.
+
+    For a whole-blob sequential read (``prepare_batch``): the parser works on one range
+    while the next ones arrive, so reading costs little more than the slower of the two.
+    Memory: ``ahead`` ranges of ``range_size`` more (larger ranges than :class:`BlobReader`'s:
+    fewer requests; Azurite answered 4 MiB ranges at twice the rate of 1 MiB ones).
+    """
+
+    def __init__(self, blob: BlobClient, etag: str | None = None, ahead: int = 4,
+                 range_size: int = 2 * READ_RANGE) -> None:
+        super().__init__(blob, etag)
+        self._ahead = ahead
+        self._range_size = range_size
+        self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="blob-read")
+        self._inflight: deque[Future[bytes]] = deque()
+        self._requested = 0
+
+    def _next_range(self) -> bytes:
+        while len(self._inflight) < self._ahead and self._requested < self.size:
+            length = min(self._range_size, self.size - self._requested)
+            self._inflight.append(self._pool.submit(self._range, self._requested, length))
+            self._requested += length
+        return self._inflight.popleft().result()
+
+    def close(self) -> None:
+        for future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
 
 
 def _if_match(etag: str | None) -> dict[str, Any]:

@@ -175,3 +175,25 @@ def test_identity_client_gets_the_credential_the_settings_name(monkeypatch, extr
     assert client.url == "https://acct.blob.core.windows.net/"
     assert type(client.credential).__name__ == kind
     assert client.credential.kwargs == kwargs
+
+
+def test_read_ahead_blob_reader_gives_the_bytes_in_order_and_fails_on_a_replaced_blob(
+        container):
+    import io
+
+    from recobatch.errors import InputError
+
+    blob = container.get_blob_client("ahead.bin")
+    data = bytes(range(256)) * 4099  # 1,049,344 bytes: several ranges, a short last one
+    blob.upload_blob(data)
+
+    with io.BufferedReader(storage.ReadAheadBlobReader(blob, ahead=3,
+                                                       range_size=100_000)) as reader:
+        assert reader.read() == data
+
+    reader = storage.ReadAheadBlobReader(blob, ahead=2, range_size=100_000)
+    blob.upload_blob(b"changed" * 100_000, overwrite=True)
+    with pytest.raises(InputError) as info:
+        reader.read(10)
+    assert "changed while it was read" in str(info.value)
+    reader.close()
