@@ -178,7 +178,7 @@ def test_user_delegation_sas_work_for_their_blob_only(identity_settings):
     # azure-storage-blob signs SAS of version 2026-04-06 and later with two more fields
     # (signed request headers and query parameters); Azurite checks them from 3.37.0 on.
     if _sdk_sas_version() >= "2026-04-06" and _azurite_version() < (3, 37, 0):
-        pytest.skip(f"Azurite {'.'.join(map(str, _azurite_version()))} cannot check "
+        pytest.fail(f"Azurite {'.'.join(map(str, _azurite_version()))} cannot check "
                     f"user-delegation SAS of version {_sdk_sas_version()} (needs 3.37.0)")
     container, read, write = _locations(identity_settings)
 
