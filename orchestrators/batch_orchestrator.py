@@ -1,10 +1,11 @@
 """Orchestration ``batch_orchestrator``: one requests file, from prepare to the completion marker.
 
 Input ``{container, name, etag, size, job, settings: {maxConcurrentJobs, pollInitialSeconds,
-pollMaxSeconds, timeoutMinutes, outputContainer}}`` (the starter reads the app settings, so this
-generator never touches the environment). Steps: ``prepare_batch`` → one ``chunk_orchestrator``
-per chunk, at most ``maxConcurrentJobs`` in flight, raced against the ``cancel`` event →
-``merge_results`` (partial results too) → ``write_marker`` last. Returns a small summary.
+pollMaxSeconds, timeoutMinutes, outputContainer, notify}}`` (the starter reads the app settings,
+so this generator never touches the environment). Steps: ``prepare_batch`` → one
+``chunk_orchestrator`` per chunk, at most ``maxConcurrentJobs`` in flight, raced against the
+``cancel`` event → ``merge_results`` (partial results too) → ``write_marker`` last → with
+``notify``, the completion event (:mod:`orchestrators.notification`). Returns a small summary.
 
 ``merge_results`` and ``write_marker`` failing with ``StorageError`` (storage 5xx, timeouts) are
 tried again on durable timers (:data:`OUTPUT_RETRY_SECONDS`) before the run fails; other codes
@@ -31,6 +32,7 @@ from orchestrators.blueprint import bp
 from orchestrators.clock import after, iso
 from orchestrators.failures import reason
 from orchestrators.fan_out import fan_out
+from orchestrators.notification import enabled, notify
 from orchestrators.progress import Progress, failing_chunks, run_code, run_message
 from recobatch import errors, markers, naming
 
@@ -67,6 +69,19 @@ def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) 
     """Write the marker (``write_marker``) with a document from :mod:`recobatch.markers`."""
     return (yield from _output_call(context, write_marker, {
         "kind": document["kind"], **_input_version(args), "marker": document}))
+
+
+def _notified(context: df.DurableOrchestrationContext, args: dict, written: Any) -> Gen:
+    """After the marker: the completion event when configured; its record, else ``None``."""
+    if not enabled(args) or not isinstance(written, dict) or not written.get("name"):
+        return None
+    return (yield from notify(context, written["name"]))
+
+
+def _summary(summary: dict, notification: dict | None) -> dict:
+    if notification is not None:
+        summary["notification"] = notification
+    return summary
 
 
 def _superseded(context: df.DurableOrchestrationContext, progress: Progress,
@@ -121,9 +136,11 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         _log(context, f"input refused: {code}")
         progress.phase = "failed"
         context.set_custom_status(progress.status())
-        yield from _write(context, args, _failed(context, args, started, code, sentence))
-        return {"instanceId": context.instance_id, "status": "Failed", "code": code,
-                "output": progress.output}
+        written = yield from _write(context, args,
+                                    _failed(context, args, started, code, sentence))
+        sent = yield from _notified(context, args, written)
+        return _summary({"instanceId": context.instance_id, "status": "Failed", "code": code,
+                         "output": progress.output}, sent)
     progress.requests = int(prep.get("requests") or 0)
     progress.total = len(prep["chunks"])
     progress.phase = "running"
@@ -150,13 +167,14 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         message = run_message(code, failing_chunks(ordered), progress.total)
         document = _failed(context, args, started, code, message, chunks=ordered,
                            outputs=outputs, counts=counts)
-    yield from _write(context, args, document)
+    written = yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())
     _log(context, f"ended {code or 'Succeeded'}")
-    return {"instanceId": context.instance_id, "status": "Failed" if code else "Succeeded",
-            "code": code, "requests": progress.requests, "chunks": progress.status()["chunks"],
-            "output": progress.output}
+    sent = yield from _notified(context, args, written)
+    return _summary({"instanceId": context.instance_id, "status": "Failed" if code else
+                     "Succeeded", "code": code, "requests": progress.requests,
+                     "chunks": progress.status()["chunks"], "output": progress.output}, sent)
 
 
 @bp.orchestration_trigger(context_name="context", input_type=dict)
@@ -177,7 +195,9 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
         progress.phase = "failed"
         context.set_custom_status(progress.status())
         try:
-            yield from _write(context, args, _failed(context, args, started, code, sentence))
+            written = yield from _write(context, args,
+                                        _failed(context, args, started, code, sentence))
+            yield from _notified(context, args, written)
         except Exception:
             _log(context, "could not write the _FAILED marker")
         raise

@@ -47,7 +47,7 @@ def test_every_function_of_the_app_is_indexed_with_its_trigger():
         "submit_chunk": "activityTrigger", "check_operation": "activityTrigger",
         "verify_output": "activityTrigger", "cancel_operation": "activityTrigger",
         "is_cancel_requested": "activityTrigger", "merge_results": "activityTrigger",
-        "write_marker": "activityTrigger"}
+        "write_marker": "activityTrigger", "notify_run": "activityTrigger"}
     starters = {name for name, f in functions.items() if f["client"] == "client"}
     assert starters == {"start_batch_from_blob", "start_batch", "get_batch", "list_batches",
                         "cancel_batch"}
