@@ -27,7 +27,7 @@ def run(payload: dict) -> dict:
     """Do the work of ``submit_chunk`` (plain, no Functions host needed)."""
     instance = required(payload, NAME, "instanceId")
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
-    job = JobSettings.from_dict(required(payload, NAME, "job", dict)).to_dict()
+    job = JobSettings.from_dict(required(payload, NAME, "job", dict)).submit_body()
     settings = get_settings()
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)

@@ -1,9 +1,10 @@
 """Activity ``verify_output``: is a chunk's output there and fit, and stage its results part.
 
-Input ``{instanceId, chunk, inputName}``; output ``{present, valid, results, message, part}``:
+Input ``{instanceId, chunk, inputName, format?, includeMetadata?}`` (``format``: the job's
+``outputFormat``, ``json`` when absent); output ``{present, valid, results, message, part}``:
 valid means JSON ``{"results": [...]}`` with one result per request of the chunk. In the same
-read, the chunk's merged records are staged as uncommitted blocks of the run's
-``results.json`` (:mod:`recobatch.assembly`); ``part`` (``{chunk, results, blocks, size}``)
+read, the chunk's merged records are staged, in the run's format, as uncommitted blocks of
+the run's results file (:mod:`recobatch.assembly`); ``part`` (``{chunk, results, blocks, size}``)
 is what ``merge_results`` commits. Staged blocks stay invisible until that commit, which only
 a run that still owns the output folder makes.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from activities._payload import required
+from activities._payload import required, results_format
 from activities.blueprint import bp
 from recobatch import assembly, naming, storage
 from recobatch.errors import OutputInvalidError, StorageError
@@ -26,6 +27,7 @@ def run(payload: dict) -> dict:
     instance = required(payload, NAME, "instanceId")
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
     input_name = required(payload, NAME, "inputName")
+    fmt, metadata = results_format(payload, NAME)
     settings = get_settings()
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)
@@ -39,12 +41,12 @@ def run(payload: dict) -> dict:
     if index is None:
         raise StorageError(f"{chunk}: the chunk's index blob is missing.")
     results = storage.ensure_container(service, settings.output_container).get_blob_client(
-        naming.results_blob(input_name))
+        naming.results_blob(input_name, fmt.name))
     try:
         with output:
             part = assembly.stage_chunk(results, assembly.run_tag(instance),
                                         naming.chunk_number(chunk), json.loads(index), output,
-                                        chunk)
+                                        chunk, fmt, metadata)
     except OutputInvalidError as exc:
         return {"present": True, "valid": False, "results": 0, "message": exc.message}
     return {"present": True, "valid": True, "results": part.results, "message": "",

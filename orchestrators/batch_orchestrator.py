@@ -29,6 +29,7 @@ import azure.durable_functions as df
 
 from activities import merge_results, prepare_batch, write_marker
 from orchestrators.blueprint import bp
+from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
 from orchestrators.failures import reason
 from orchestrators.fan_out import fan_out
@@ -151,7 +152,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
-        "chunks": [_merge_entry(r) for r in ordered]})
+        "chunks": [_merge_entry(r) for r in ordered], **output_fields(prep.get("job") or {})})
 
     code = run_code(ordered, cancelled)
     counts = {"requests": progress.requests, "valid": prep.get("valid"),

@@ -135,7 +135,7 @@ def _poll(run: ChunkRun) -> Gen:
 def _verify(run: ChunkRun) -> Gen:
     """Check the output blob, waiting a little while it is not there yet."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk,
-               "inputName": run.args["inputName"]}
+               "inputName": run.args["inputName"], **run.output_fields()}
     for attempt in range(VERIFY_ATTEMPTS):
         try:
             found = yield run.context.call_activity(verify_output, payload)

@@ -136,9 +136,12 @@ def output_prefix(input_name: str) -> str:
     return f"{input_name}/"
 
 
-def results_blob(input_name: str) -> str:
-    """Merged results of a run."""
-    return output_prefix(input_name) + RESULTS_NAME
+RESULTS_NAMES = {"json": RESULTS_NAME, "jsonl": "results.jsonl", "csv": "results.csv"}
+
+
+def results_blob(input_name: str, output_format: str = "json") -> str:
+    """Merged results of a run in ``output_format`` (``results.json``, ``.jsonl``, ``.csv``)."""
+    return output_prefix(input_name) + RESULTS_NAMES[output_format]
 
 
 def errors_blob(input_name: str) -> str:

@@ -21,6 +21,7 @@ from recobatch.errors import ConfigurationError
 # The v4 batch job reads an input blob of at most 2 MB (2,097,152 bytes).
 SERVICE_MAX_JOB_BYTES = 2_097_152
 API_NAMES = ("ItemRecommend", "UserRecommend")
+OUTPUT_FORMATS = ("json", "jsonl", "csv")  # recobatch.assembly.FORMATS
 ENDPOINT_SUFFIX = "/recommendations/v4.0"
 
 
@@ -90,6 +91,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("JOB_TIMEOUT_MINUTES", "360", "A chunk's job is given up after this long."),
     SettingSpec("RECO_MAX_CONCURRENT_JOBS", "1",
                 "Chunks in flight at once per run (the service runs one job per subscription)."),
+    SettingSpec("BATCH_OUTPUT_FORMAT", "json",
+                "Results file format (job setting `outputFormat`, per-file `job` "
+                "override): `json` (`results.json`, v4), `jsonl` (`results.jsonl`) or `csv` "
+                "(`results.csv`)."),
     SettingSpec("BATCH_NOTIFY_URL", None,
                 "Where a CloudEvents 1.0 completion event is POSTed after each run's marker "
                 "(https; http only to a loopback host); unset: nothing is sent. Never logged "
@@ -153,6 +158,7 @@ class Settings:
     job_timeout_minutes: float = 360.0
     max_concurrent_jobs: int = 1
     trigger_source: str = "LogsAndContainerScan"
+    output_format: str = "json"
     notify_url: str | None = field(default=None, repr=False)
     notify_secret: str | None = field(default=None, repr=False)
     app_name: str = "local"
@@ -387,6 +393,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_concurrent_jobs=_parse(env, "RECO_MAX_CONCURRENT_JOBS", int, positive_int,
                                    lambda v: v > 0),
         trigger_source=trigger_source(env),
+        output_format=_parse(env, "BATCH_OUTPUT_FORMAT", str.strip, "json, jsonl or csv",
+                             lambda v: v in OUTPUT_FORMATS),
         notify_url=notify_url(env),
         notify_secret=_raw(env, "BATCH_NOTIFY_SECRET"),
         app_name=_raw(env, "WEBSITE_SITE_NAME") or "local",
