@@ -27,7 +27,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import merge_results, prepare_batch, write_marker
+from activities import merge_results, prepare_batch, prepare_rerun, write_marker
 from orchestrators.blueprint import bp
 from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
@@ -114,6 +114,11 @@ def _merge_entry(result: dict) -> dict:
     return entry
 
 
+def _work_id(context: df.DurableOrchestrationContext, args: dict) -> str:
+    """Whose work folder holds the run's chunks: a re-run's is its chain's first run."""
+    return str(args.get("workId") or context.instance_id)
+
+
 def _prepare_input(context: df.DurableOrchestrationContext, args: dict) -> dict:
     """Pin prepare to the blob version that started the run; pass the caller's job overrides."""
     payload = {"instanceId": context.instance_id, "container": args["container"],
@@ -129,7 +134,12 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
          started: datetime) -> Gen:
     context.set_custom_status(progress.status())
     try:
-        prep = yield context.call_activity(prepare_batch, _prepare_input(context, args))
+        if args.get("rerunOf"):
+            prep = yield context.call_activity(prepare_rerun, {
+                "instanceId": context.instance_id, "rerunOf": args["rerunOf"],
+                "workId": _work_id(context, args), **_input_version(args)})
+        else:
+            prep = yield context.call_activity(prepare_batch, _prepare_input(context, args))
     except Exception as exc:
         code, sentence = reason(exc)
         if code not in _INPUT_CODES:
@@ -152,7 +162,8 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
-        "chunks": [_merge_entry(r) for r in ordered], **output_fields(prep.get("job") or {})})
+        "chunks": [_merge_entry(r) for r in ordered], **output_fields(prep.get("job") or {}),
+        **({"workId": _work_id(context, args)} if args.get("rerunOf") else {})})
 
     code = run_code(ordered, cancelled)
     counts = {"requests": progress.requests, "valid": prep.get("valid"),
@@ -168,6 +179,8 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         message = run_message(code, failing_chunks(ordered), progress.total)
         document = _failed(context, args, started, code, message, chunks=ordered,
                            outputs=outputs, counts=counts)
+    if args.get("rerunOf"):
+        document["rerunOf"] = args["rerunOf"]
     written = yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())

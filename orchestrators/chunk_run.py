@@ -45,6 +45,8 @@ class ChunkRun:
         self.instance_id: str = args["instanceId"]
         self.chunk: str = args["chunk"]
         self.job: dict = args.get("job") or {}
+        # A re-run's chunks live in the earlier run's work folder (see prepare_rerun).
+        self.work: dict = {"workId": args["workId"]} if args.get("workId") else {}
         settings = args["settings"]
         self.poll_initial = float(settings["pollInitial"])
         self.poll_max = float(settings["pollMax"])
@@ -85,7 +87,7 @@ class ChunkRun:
     def output_fields(self) -> dict:
         """What ``verify_output`` needs of the job to stage this chunk's part: see
         :func:`output_fields`."""
-        return output_fields(self.job)
+        return {**output_fields(self.job), **self.work}
 
     def log(self, text: str) -> None:
         if not self.context.is_replaying:

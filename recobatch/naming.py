@@ -20,6 +20,7 @@ SUCCESS_MARKER = "_SUCCESS"
 FAILED_MARKER = "_FAILED"
 REJECTED_NAME = "rejected.jsonl"
 CANCEL_FLAG = "_CANCEL"
+PREPARED_NAME = "prepared.json"
 
 _CHUNK_RE = re.compile(r"^chunk-(\d{5,})$")
 
@@ -64,6 +65,13 @@ def blob_name_problem(name: object) -> str | None:
         if segment.endswith("."):
             return "must not have a path segment ending with a dot"
     return None
+
+
+def rerun_id(earlier: str) -> str:
+    """The instance id of the re-run of run ``earlier``: one re-run per failed run (asking
+    twice finds the same run); a re-run that fails again is re-run under its own id."""
+    digest = hashlib.sha256(f"rerun:{earlier}".encode()).hexdigest()
+    return INSTANCE_PREFIX + digest[:32]
 
 
 def chunk_name(chunk: int | str | dict) -> str:
@@ -114,6 +122,12 @@ def chunk_error_blob(instance: str, chunk: int | str | dict) -> str:
 def rejected_blob(instance: str) -> str:
     """Requests rejected by validation, one ``{"index", "message"}`` JSON object a line."""
     return f"{instance}/{REJECTED_NAME}"
+
+
+def prepared_blob(work: str) -> str:
+    """What prepare found (``prepare_batch``'s output: chunks, counts, effective job), kept
+    so a re-run can reuse the chunks without reading the input again."""
+    return f"{work}/{PREPARED_NAME}"
 
 
 def cancel_blob(instance: str) -> str:
