@@ -27,7 +27,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import merge_results, prepare_batch, prepare_rerun, write_marker
+from activities import merge_results, prepare_batch, prepare_rerun, verify_output, write_marker
 from orchestrators.blueprint import bp
 from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
@@ -114,6 +114,28 @@ def _merge_entry(result: dict) -> dict:
     return entry
 
 
+def _stage_reused(context: df.DurableOrchestrationContext, args: dict, prep: dict,
+                  progress: Progress) -> Gen:
+    """A re-run's reused chunks stage their parts for this run, all at once (``verify_output``
+    on the earlier output), rather than one by one in ``merge_results``. A chunk whose staging
+    failed is left without a part: the merge stages it, or fails with its reason."""
+    reused = [entry["chunk"] for entry in prep.get("reused") or []]
+    if not reused:
+        return
+    work = {"workId": _work_id(context, args), **output_fields(prep.get("job") or {})}
+    tasks = [context.call_activity(verify_output, {
+        "instanceId": context.instance_id, "chunk": name, "inputName": args["name"], **work})
+        for name in reused]
+    try:
+        found = yield context.task_all(tasks)
+    except Exception as exc:
+        _log(context, f"staging reused chunks failed ({errors.code_of(exc)}): the merge will")
+        return
+    for name, answer in zip(reused, found, strict=True):
+        if answer.get("valid") and answer.get("part"):
+            progress.results[name]["part"] = answer["part"]
+
+
 def _work_id(context: df.DurableOrchestrationContext, args: dict) -> str:
     """Whose work folder holds the run's chunks: a re-run's is its chain's first run."""
     return str(args.get("workId") or context.instance_id)
@@ -159,6 +181,7 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
 
     progress.phase = "merging"
     context.set_custom_status(progress.status())
+    yield from _stage_reused(context, args, prep, progress)
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),

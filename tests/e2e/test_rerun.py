@@ -125,3 +125,32 @@ def test_cli_rerun_waits_and_prints_the_marker(app_factory, reco, demo_items, tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cli.json/_SUCCESS" in done.stdout and failed["instanceId"] in done.stdout
     assert env_key["RECOBATCH_FUNCTION_KEY"] not in done.stdout + done.stderr
+
+
+def test_a_cancelled_run_is_rerun_in_full_and_its_cancel_flag_does_not_stop_the_rerun(
+        app_factory, reco, demo_items):
+    reco.set_faults([{"target": "job", "action": "stuck", "count": 1}])
+    app = app_factory(timer_scale=5.0, BATCH_MAX_JOB_BYTES="1024")
+    app.upload("stopped.json", _body(demo_items))
+    first = naming.instance_id(app.settings["BATCH_INPUT_CONTAINER"], "stopped.json",
+                               str(app.input.get_blob_client("stopped.json")
+                                   .get_blob_properties().etag).strip('"'))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        progress = app.get(f"/batches/{first}").json().get("progress") or {}
+        if (progress.get("chunks") or {}).get("running"):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the chunk submit its job
+    assert app.post(f"/batches/{first}/cancel").status_code == 202
+    marker, cancelled = app.wait_for_marker("stopped.json")
+    assert marker == "_FAILED" and cancelled["code"] == "Cancelled"
+    before = _job_ids(reco)
+
+    resp = app.post(f"/batches/{first}/rerun")
+
+    assert resp.status_code == 202, resp.text
+    marker, done = _marker_of(app, "stopped.json", resp.json()["instanceId"])
+    assert marker == "_SUCCESS", done
+    assert not any(c["reused"] for c in done["chunks"])  # nothing had succeeded
+    assert len(_job_ids(reco) - before) == len(done["chunks"])

@@ -14,12 +14,18 @@ REUSED = {"chunk": "chunk-00002", "operationId": "op-old-2",
           "results": 10}
 
 
+PART = {"chunk": 2, "results": 10, "blocks": 1, "size": 500}
+VERIFIED = {"present": True, "valid": True, "results": 10, "message": "", "part": PART}
+
+
 def rerun_responder(chunks: int = 3):
     base = batch_responder(chunks)
 
     def respond(item, run):
         if item.name == "prepare_rerun":
             return {**prepared(chunks), "reused": [REUSED]}
+        if item.name == "verify_output":
+            return VERIFIED
         return base(item, run)
 
     return respond
@@ -55,7 +61,30 @@ def test_reused_chunks_are_not_started_and_the_others_use_the_earlier_work_folde
                         if a.get("functionName") == "merge_results"][0]["input"])
     assert merge["workId"] == EARLIER
     assert [c["name"] for c in merge["chunks"]] == ["chunk-00001", "chunk-00002", "chunk-00003"]
-    assert "part" not in merge["chunks"][1]  # the merge stages the reused part for this run
+    assert merge["chunks"][1]["part"] == PART  # staged anew for this run, before the merge
+    verify = json.loads([a for a in run.actions
+                         if a.get("functionName") == "verify_output"][0]["input"])
+    assert verify == {"instanceId": RUN_ID, "chunk": "chunk-00002",
+                      "inputName": "daily/requests.json", "workId": EARLIER}
+
+
+def test_a_reused_chunk_that_could_not_be_staged_is_left_to_the_merge(batch_run):
+    from history import FAIL
+
+    run = _rerun(batch_run)
+    respond = rerun_responder()
+
+    def failing(item, run_):
+        if item.name == "verify_output":
+            return (FAIL, "Activity function 'verify_output' failed: StorageError: down.")
+        return respond(item, run_)
+
+    drive(run, failing)
+
+    merge = json.loads([a for a in run.actions
+                        if a.get("functionName") == "merge_results"][0]["input"])
+    assert "part" not in merge["chunks"][1]
+    assert run.output["status"] == "Succeeded"
 
 
 def test_the_marker_names_the_earlier_run_and_what_was_reused(batch_run):
