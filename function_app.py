@@ -2,7 +2,7 @@
 
 - ``triggers.bp``: blob trigger on ``BATCH_INPUT_CONTAINER`` and the HTTP API (``/api/batches``)
 - ``orchestrators.bp``: ``batch_orchestrator`` and ``chunk_orchestrator``
-- ``activities.bp``: the eight activities of docs/design.md
+- ``activities.bp``: the activities of docs/design.md
 """
 
 from __future__ import annotations

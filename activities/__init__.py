@@ -15,12 +15,15 @@ from activities.cancel_operation import cancel_operation
 from activities.check_operation import check_operation
 from activities.is_cancel_requested import is_cancel_requested
 from activities.merge_results import merge_results
+from activities.notify_run import notify_run
 from activities.prepare_batch import prepare_batch
+from activities.prepare_rerun import prepare_rerun
 from activities.submit_chunk import submit_chunk
 from activities.verify_output import verify_output
 from activities.write_marker import write_marker
 
 __all__ = [
     "bp", "prepare_batch", "submit_chunk", "check_operation", "verify_output",
-    "cancel_operation", "is_cancel_requested", "merge_results", "write_marker",
+    "cancel_operation", "is_cancel_requested", "merge_results", "write_marker", "notify_run",
+    "prepare_rerun",
 ]

@@ -27,6 +27,20 @@ def optional(payload: dict, activity: str, name: str, kind: type | tuple[type, .
     return value
 
 
+def results_format(payload: dict, activity: str) -> tuple[Any, bool]:
+    """The run's results format (:data:`recobatch.assembly.FORMATS`) and ``includeMetadata``,
+    from the optional payload fields ``format`` (``json`` when absent) and
+    ``includeMetadata``."""
+    from recobatch.assembly import output_format  # azure-storage: only where it is needed
+
+    name = optional(payload, activity, "format", str)
+    try:
+        fmt = output_format(name)
+    except ValueError:
+        raise InputError(f"{activity}: the payload field format is invalid.") from None
+    return fmt, bool(optional(payload, activity, "includeMetadata", bool))
+
+
 def input_blob(payload: Any, activity: str,
                service: BlobServiceClient) -> tuple[BlobClient, str, str]:
     """The run's input blob, its name and the ETag of the version the run works on.

@@ -3,8 +3,9 @@
 Input ``{instanceId, container, name, etag?, job?}``; output ``{inputName, etag, size,
 requests, valid, rejected, chunks: [{name, requests, bytes}], job}``. The input blob is
 streamed (pinned to ``etag`` when given, read ahead in parallel ranges) and never modified or
-deleted. Chunk inputs, their index lists and ``rejected.jsonl`` go to the work container under
-``<instanceId>/``; chunks upload in the background while the next ones are built.
+deleted. Chunk inputs, their index lists, ``rejected.jsonl`` and, last, ``prepared.json`` (this
+output, for a re-run) go to the work container under ``<instanceId>/``; chunks upload in the
+background while the next ones are built.
 """
 
 from __future__ import annotations
@@ -82,10 +83,14 @@ def run(payload: dict) -> dict:
     finally:
         uploads.shutdown(wait=True, cancel_futures=True)
     assert summary.job is not None
-    return {"inputName": name, "etag": first.etag, "size": first.size,
-            "requests": summary.requests, "valid": summary.valid,
-            "rejected": summary.rejected, "chunks": summary.chunks,
-            "job": summary.job.to_dict()}
+    prepared = {"inputName": name, "etag": first.etag, "size": first.size,
+                "requests": summary.requests, "valid": summary.valid,
+                "rejected": summary.rejected, "chunks": summary.chunks,
+                "job": summary.job.to_dict()}
+    # Kept for a re-run of this run (activity prepare_rerun), which reuses these chunks.
+    storage.upload_bytes(work.get_blob_client(naming.prepared_blob(instance)),
+                         orjson.dumps(prepared), "application/json")
+    return prepared
 
 
 @bp.activity_trigger(input_name="payload")

@@ -1,7 +1,9 @@
 """Activity ``submit_chunk``: submit one chunk as a batch job.
 
-Input ``{instanceId, chunk, job}``; output ``{accepted: true, operationId, batchId}`` or, when
-the service is busy (409, 429; also 503), ``{accepted: false, retryAfterSeconds, reason}``.
+Input ``{instanceId, chunk, job, workId?}`` (``workId``: whose work folder holds the chunk,
+the run's own when absent; a re-run submits the earlier run's chunk blobs); output
+``{accepted: true, operationId, batchId}`` or, when the service is busy (409, 429; also 503),
+``{accepted: false, retryAfterSeconds, reason}``.
 The SAS tokens are made here, at a chunk's first submit, reused by its busy retries until one
 is accepted (in this process's memory), and never returned or logged.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from activities._payload import required
+from activities._payload import optional, required
 from activities.blueprint import bp
 from recobatch import naming, storage
 from recobatch.client import client_for
@@ -25,9 +27,9 @@ _TOKENS = storage.SasReuse()
 
 def run(payload: dict) -> dict:
     """Do the work of ``submit_chunk`` (plain, no Functions host needed)."""
-    instance = required(payload, NAME, "instanceId")
+    instance = optional(payload, NAME, "workId", str) or required(payload, NAME, "instanceId")
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
-    job = JobSettings.from_dict(required(payload, NAME, "job", dict)).to_dict()
+    job = JobSettings.from_dict(required(payload, NAME, "job", dict)).submit_body()
     settings = get_settings()
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)

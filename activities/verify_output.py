@@ -1,9 +1,11 @@
 """Activity ``verify_output``: is a chunk's output there and fit, and stage its results part.
 
-Input ``{instanceId, chunk, inputName}``; output ``{present, valid, results, message, part}``:
+Input ``{instanceId, chunk, inputName, format?, includeMetadata?, workId?}`` (``workId``: whose
+work folder holds the chunk, the run's own when absent) (``format``: the job's
+``outputFormat``, ``json`` when absent); output ``{present, valid, results, message, part}``:
 valid means JSON ``{"results": [...]}`` with one result per request of the chunk. In the same
-read, the chunk's merged records are staged as uncommitted blocks of the run's
-``results.json`` (:mod:`recobatch.assembly`); ``part`` (``{chunk, results, blocks, size}``)
+read, the chunk's merged records are staged, in the run's format, as uncommitted blocks of
+the run's results file (:mod:`recobatch.assembly`); ``part`` (``{chunk, results, blocks, size}``)
 is what ``merge_results`` commits. Staged blocks stay invisible until that commit, which only
 a run that still owns the output folder makes.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from activities._payload import required
+from activities._payload import optional, required, results_format
 from activities.blueprint import bp
 from recobatch import assembly, naming, storage
 from recobatch.errors import OutputInvalidError, StorageError
@@ -24,27 +26,29 @@ NAME = "verify_output"
 def run(payload: dict) -> dict:
     """Do the work of ``verify_output`` (plain, no Functions host needed)."""
     instance = required(payload, NAME, "instanceId")
+    work_id = optional(payload, NAME, "workId", str) or instance
     chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
     input_name = required(payload, NAME, "inputName")
+    fmt, metadata = results_format(payload, NAME)
     settings = get_settings()
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)
     output = storage.open_reader_if_exists(
-        work.get_blob_client(naming.chunk_output_blob(instance, chunk)))
+        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)))
     if output is None:
         return {"present": False, "valid": False, "results": 0,
                 "message": f"{chunk}: the job's output blob is not there (yet)."}
-    index = storage.download_bytes(work.get_blob_client(naming.chunk_index_blob(instance,
+    index = storage.download_bytes(work.get_blob_client(naming.chunk_index_blob(work_id,
                                                                                 chunk)))
     if index is None:
         raise StorageError(f"{chunk}: the chunk's index blob is missing.")
     results = storage.ensure_container(service, settings.output_container).get_blob_client(
-        naming.results_blob(input_name))
+        naming.results_blob(input_name, fmt.name))
     try:
         with output:
             part = assembly.stage_chunk(results, assembly.run_tag(instance),
                                         naming.chunk_number(chunk), json.loads(index), output,
-                                        chunk)
+                                        chunk, fmt, metadata)
     except OutputInvalidError as exc:
         return {"present": True, "valid": False, "results": 0, "message": exc.message}
     return {"present": True, "valid": True, "results": part.results, "message": "",

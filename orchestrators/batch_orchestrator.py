@@ -1,10 +1,11 @@
 """Orchestration ``batch_orchestrator``: one requests file, from prepare to the completion marker.
 
 Input ``{container, name, etag, size, job, settings: {maxConcurrentJobs, pollInitialSeconds,
-pollMaxSeconds, timeoutMinutes, outputContainer}}`` (the starter reads the app settings, so this
-generator never touches the environment). Steps: ``prepare_batch`` → one ``chunk_orchestrator``
-per chunk, at most ``maxConcurrentJobs`` in flight, raced against the ``cancel`` event →
-``merge_results`` (partial results too) → ``write_marker`` last. Returns a small summary.
+pollMaxSeconds, timeoutMinutes, outputContainer, notify}}`` (the starter reads the app settings,
+so this generator never touches the environment). Steps: ``prepare_batch`` → one
+``chunk_orchestrator`` per chunk, at most ``maxConcurrentJobs`` in flight, raced against the
+``cancel`` event → ``merge_results`` (partial results too) → ``write_marker`` last → with
+``notify``, the completion event (:mod:`orchestrators.notification`). Returns a small summary.
 
 ``merge_results`` and ``write_marker`` failing with ``StorageError`` (storage 5xx, timeouts) are
 tried again on durable timers (:data:`OUTPUT_RETRY_SECONDS`) before the run fails; other codes
@@ -26,11 +27,13 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import merge_results, prepare_batch, write_marker
+from activities import merge_results, prepare_batch, prepare_rerun, verify_output, write_marker
 from orchestrators.blueprint import bp
+from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
 from orchestrators.failures import reason
 from orchestrators.fan_out import fan_out
+from orchestrators.notification import enabled, notify
 from orchestrators.progress import Progress, failing_chunks, run_code, run_message
 from recobatch import errors, markers, naming
 
@@ -69,6 +72,19 @@ def _write(context: df.DurableOrchestrationContext, args: dict, document: dict) 
         "kind": document["kind"], **_input_version(args), "marker": document}))
 
 
+def _notified(context: df.DurableOrchestrationContext, args: dict, written: Any) -> Gen:
+    """After the marker: the completion event when configured; its record, else ``None``."""
+    if not enabled(args) or not isinstance(written, dict) or not written.get("name"):
+        return None
+    return (yield from notify(context, written["name"]))
+
+
+def _summary(summary: dict, notification: dict | None) -> dict:
+    if notification is not None:
+        summary["notification"] = notification
+    return summary
+
+
 def _superseded(context: df.DurableOrchestrationContext, progress: Progress,
                 sentence: str) -> dict:
     """Complete without writing: a newer upload of the same blob owns the output folder."""
@@ -98,6 +114,33 @@ def _merge_entry(result: dict) -> dict:
     return entry
 
 
+def _stage_reused(context: df.DurableOrchestrationContext, args: dict, prep: dict,
+                  progress: Progress) -> Gen:
+    """A re-run's reused chunks stage their parts for this run, all at once (``verify_output``
+    on the earlier output), rather than one by one in ``merge_results``. A chunk whose staging
+    failed is left without a part: the merge stages it, or fails with its reason."""
+    reused = [entry["chunk"] for entry in prep.get("reused") or []]
+    if not reused:
+        return
+    work = {"workId": _work_id(context, args), **output_fields(prep.get("job") or {})}
+    tasks = [context.call_activity(verify_output, {
+        "instanceId": context.instance_id, "chunk": name, "inputName": args["name"], **work})
+        for name in reused]
+    try:
+        found = yield context.task_all(tasks)
+    except Exception as exc:
+        _log(context, f"staging reused chunks failed ({errors.code_of(exc)}): the merge will")
+        return
+    for name, answer in zip(reused, found, strict=True):
+        if answer.get("valid") and answer.get("part"):
+            progress.results[name]["part"] = answer["part"]
+
+
+def _work_id(context: df.DurableOrchestrationContext, args: dict) -> str:
+    """Whose work folder holds the run's chunks: a re-run's is its chain's first run."""
+    return str(args.get("workId") or context.instance_id)
+
+
 def _prepare_input(context: df.DurableOrchestrationContext, args: dict) -> dict:
     """Pin prepare to the blob version that started the run; pass the caller's job overrides."""
     payload = {"instanceId": context.instance_id, "container": args["container"],
@@ -113,7 +156,12 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
          started: datetime) -> Gen:
     context.set_custom_status(progress.status())
     try:
-        prep = yield context.call_activity(prepare_batch, _prepare_input(context, args))
+        if args.get("rerunOf"):
+            prep = yield context.call_activity(prepare_rerun, {
+                "instanceId": context.instance_id, "rerunOf": args["rerunOf"],
+                "workId": _work_id(context, args), **_input_version(args)})
+        else:
+            prep = yield context.call_activity(prepare_batch, _prepare_input(context, args))
     except Exception as exc:
         code, sentence = reason(exc)
         if code not in _INPUT_CODES:
@@ -121,9 +169,11 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         _log(context, f"input refused: {code}")
         progress.phase = "failed"
         context.set_custom_status(progress.status())
-        yield from _write(context, args, _failed(context, args, started, code, sentence))
-        return {"instanceId": context.instance_id, "status": "Failed", "code": code,
-                "output": progress.output}
+        written = yield from _write(context, args,
+                                    _failed(context, args, started, code, sentence))
+        sent = yield from _notified(context, args, written)
+        return _summary({"instanceId": context.instance_id, "status": "Failed", "code": code,
+                         "output": progress.output}, sent)
     progress.requests = int(prep.get("requests") or 0)
     progress.total = len(prep["chunks"])
     progress.phase = "running"
@@ -131,10 +181,12 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
 
     progress.phase = "merging"
     context.set_custom_status(progress.status())
+    yield from _stage_reused(context, args, prep, progress)
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
-        "chunks": [_merge_entry(r) for r in ordered]})
+        "chunks": [_merge_entry(r) for r in ordered], **output_fields(prep.get("job") or {}),
+        **({"workId": _work_id(context, args)} if args.get("rerunOf") else {})})
 
     code = run_code(ordered, cancelled)
     counts = {"requests": progress.requests, "valid": prep.get("valid"),
@@ -150,13 +202,16 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
         message = run_message(code, failing_chunks(ordered), progress.total)
         document = _failed(context, args, started, code, message, chunks=ordered,
                            outputs=outputs, counts=counts)
-    yield from _write(context, args, document)
+    if args.get("rerunOf"):
+        document["rerunOf"] = args["rerunOf"]
+    written = yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())
     _log(context, f"ended {code or 'Succeeded'}")
-    return {"instanceId": context.instance_id, "status": "Failed" if code else "Succeeded",
-            "code": code, "requests": progress.requests, "chunks": progress.status()["chunks"],
-            "output": progress.output}
+    sent = yield from _notified(context, args, written)
+    return _summary({"instanceId": context.instance_id, "status": "Failed" if code else
+                     "Succeeded", "code": code, "requests": progress.requests,
+                     "chunks": progress.status()["chunks"], "output": progress.output}, sent)
 
 
 @bp.orchestration_trigger(context_name="context", input_type=dict)
@@ -177,7 +232,9 @@ def batch_orchestrator(context: df.DurableOrchestrationContext) -> Gen:
         progress.phase = "failed"
         context.set_custom_status(progress.status())
         try:
-            yield from _write(context, args, _failed(context, args, started, code, sentence))
+            written = yield from _write(context, args,
+                                        _failed(context, args, started, code, sentence))
+            yield from _notified(context, args, written)
         except Exception:
             _log(context, "could not write the _FAILED marker")
         raise

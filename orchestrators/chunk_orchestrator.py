@@ -1,6 +1,7 @@
 """Sub-orchestration ``chunk_orchestrator``: one chunk's batch job, from submit to verified output.
 
-Input ``{instanceId, chunk, job, settings: {pollInitial, pollMax, timeoutMinutes}, resume?}``;
+Input ``{instanceId, chunk, job, settings: {pollInitial, pollMax, timeoutMinutes}, workId?,
+resume?}`` (``workId``: a re-run's chunks are the earlier run's work blobs);
 output ``{chunk, status, code, operationId, message, startedAt, endedAt, results}`` with
 ``status`` one of ``Succeeded | Failed | Cancelled | TimedOut | Rejected``. It never raises for
 upstream failures: the batch orchestrator reads the status and code.
@@ -61,7 +62,7 @@ def _flag_set(run: ChunkRun) -> Gen:
 
 def _submit(run: ChunkRun) -> Gen:
     """Submit until accepted; return a final result dict, CONTINUE, or None once the job runs."""
-    payload = {"instanceId": run.instance_id, "chunk": run.chunk, "job": run.job}
+    payload = {"instanceId": run.instance_id, "chunk": run.chunk, "job": run.job, **run.work}
     for _ in range(SUBMITS_PER_EXECUTION):
         if run.cancel.is_completed or (yield from _flag_set(run)):
             return run.result(CANCELLED, "the run was cancelled before the job was submitted.")
@@ -135,7 +136,7 @@ def _poll(run: ChunkRun) -> Gen:
 def _verify(run: ChunkRun) -> Gen:
     """Check the output blob, waiting a little while it is not there yet."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk,
-               "inputName": run.args["inputName"]}
+               "inputName": run.args["inputName"], **run.output_fields()}
     for attempt in range(VERIFY_ATTEMPTS):
         try:
             found = yield run.context.call_activity(verify_output, payload)

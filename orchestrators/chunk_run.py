@@ -26,6 +26,16 @@ _CODE_OF_STATUS = {CANCELLED: errors.CANCELLED, TIMED_OUT: errors.JOB_TIMED_OUT,
 Gen = Generator[Any, Any, Any]
 
 
+def output_fields(job: dict) -> dict:
+    """The results format of a job as ``verify_output`` and ``merge_results`` take it:
+    ``{format, includeMetadata}``, or nothing for the default ``json`` (which keeps the
+    service's results whole), so a ``json`` run's history is what it was before formats."""
+    fmt = job.get("outputFormat") or "json"
+    if fmt == "json":
+        return {}
+    return {"format": fmt, "includeMetadata": bool(job.get("includeMetadata"))}
+
+
 class ChunkRun:
     """What one chunk run knows: its ids, settings, clock bounds and the cancel wait."""
 
@@ -35,6 +45,8 @@ class ChunkRun:
         self.instance_id: str = args["instanceId"]
         self.chunk: str = args["chunk"]
         self.job: dict = args.get("job") or {}
+        # A re-run's chunks live in the earlier run's work folder (see prepare_rerun).
+        self.work: dict = {"workId": args["workId"]} if args.get("workId") else {}
         settings = args["settings"]
         self.poll_initial = float(settings["pollInitial"])
         self.poll_max = float(settings["pollMax"])
@@ -71,6 +83,11 @@ class ChunkRun:
         if part is not None:
             outcome["part"] = part
         return outcome
+
+    def output_fields(self) -> dict:
+        """What ``verify_output`` needs of the job to stage this chunk's part: see
+        :func:`output_fields`."""
+        return {**output_fields(self.job), **self.work}
 
     def log(self, text: str) -> None:
         if not self.context.is_replaying:

@@ -31,13 +31,23 @@ Gen = Generator[Any, Any, Any]
 
 def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
             progress: Progress) -> Gen:
-    """Run every chunk, at most N at a time; return True if the run was cancelled."""
+    """Run every chunk, at most N at a time; return True if the run was cancelled.
+
+    A re-run (``prep["reused"]``) starts no chunk for the ones the earlier run verified: their
+    results are the earlier ones, marked ``reused``; the others run with ``workId``, and are
+    marked ``reused: false``.
+    """
     settings = args["settings"]
     window = max(1, int(settings["maxConcurrentJobs"]))
     chunk_settings = {"pollInitial": settings["pollInitialSeconds"],
                       "pollMax": settings["pollMaxSeconds"],
                       "timeoutMinutes": settings["timeoutMinutes"]}
-    queue = [chunk["name"] for chunk in prep["chunks"]]
+    rerun = "reused" in prep
+    for entry in prep.get("reused") or []:
+        progress.results[entry["chunk"]] = {**entry, "status": "Succeeded", "code": None,
+                                            "message": "", "reused": True}
+    queue = [chunk["name"] for chunk in prep["chunks"] if chunk["name"] not in progress.results]
+    work = {"workId": args["workId"]} if rerun and args.get("workId") else {}
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
     running: dict[Any, str] = {}  # task -> chunk name
     cancelled = False
@@ -49,7 +59,7 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
             task = context.call_sub_orchestrator(
                 chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
                                      "inputName": args["name"], "job": prep.get("job") or {},
-                                     "settings": chunk_settings},
+                                     "settings": chunk_settings, **work},
                 child_id, expected_type=dict)  # the handle's own annotation says str
             running[task] = name
             started.append(task)
@@ -69,9 +79,12 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
             name = running.pop(task)
             progress.running.pop(name)
             progress.results[name] = _chunk_result(task, name)
+            if rerun:
+                progress.results[name]["reused"] = False
     for name in queue:  # never started because of the cancel
         progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
-                                  "operationId": None, "message": "not started: run cancelled."}
+                                  "operationId": None, "message": "not started: run cancelled.",
+                                  **({"reused": False} if rerun else {})}
     return cancelled
 
 

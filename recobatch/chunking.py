@@ -50,6 +50,9 @@ def _dumps(value: Any) -> bytes:
         return _ENCODER.encode(value).encode("utf-8")
 
 
+dumps = _dumps  # the same encoding for the other results formats (recobatch.assembly)
+
+
 def encode_request(request: Any) -> bytes:
     """The compact UTF-8 JSON of one request, as it appears in a chunk."""
     return _dumps(request)

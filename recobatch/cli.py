@@ -1,4 +1,5 @@
-"""``python -m recobatch submit FILE [--wait]``: drop a requests file and follow its run.
+"""``python -m recobatch submit FILE [--wait]``: drop a requests file and follow its run;
+``python -m recobatch rerun RUN_ID [--wait]``: re-run a failed run's unfinished chunks.
 
 The command uploads FILE to the input container (the blob trigger starts the run), then, with
 ``--wait``, shows chunk progress from the work container until the run's marker appears and
@@ -8,6 +9,12 @@ so it works the same against Azurite (``make run``) and Azure. Settings come fro
 ``Values`` of a local.settings.json (``--settings``; by default ``local.settings.json`` if
 present, else ``.run/local.settings.json`` written by ``make run``), overridden by environment
 variables.
+
+``rerun`` calls the app's HTTP API (``POST /api/batches/{id}/rerun``; ``--api``, by default
+``RECOBATCH_API`` or ``http://127.0.0.1:7071/api``), with the function key from
+``RECOBATCH_FUNCTION_KEY`` or ``.run/function.key`` (``make run``), never from the command
+line (it would show in ``ps``). With ``--wait`` it follows the new run through the API and
+prints its marker (exit 0 ``_SUCCESS``, 1 ``_FAILED`` or a refusal, 2 timed out).
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import os
 import posixpath
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+
+import requests
 
 from recobatch import naming
 from recobatch.errors import RecobatchError, SupersededError
@@ -27,6 +37,9 @@ from recobatch.settings import Settings, load_settings
 from recobatch.storage import download_bytes, ensure_container, ensure_current, service_client
 
 DEFAULT_SETTINGS = (Path("local.settings.json"), Path(".run/local.settings.json"))
+DEFAULT_API = "http://127.0.0.1:7071/api"
+KEY_FILE = Path(".run/function.key")
+FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
 
 
 def read_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
@@ -93,6 +106,63 @@ def submit(path: Path, settings: Settings, name: str | None = None, wait: bool =
     return 2
 
 
+def function_key(environ: Mapping[str, str]) -> str:
+    """The function key: ``RECOBATCH_FUNCTION_KEY``, else ``.run/function.key``."""
+    key = environ.get("RECOBATCH_FUNCTION_KEY", "").strip()
+    if not key and KEY_FILE.is_file():
+        key = KEY_FILE.read_text(encoding="utf-8").strip()
+    if not key:
+        raise RecobatchError("no function key: set RECOBATCH_FUNCTION_KEY (or run `make run`, "
+                             "which writes .run/function.key).")
+    return key
+
+
+def rerun(run_id: str, api: str, key: str, settings: Settings | None, wait: bool = False,
+          timeout: float = 3600.0, out=sys.stdout) -> int:
+    """Ask for the re-run of ``run_id``; with ``wait``, follow it and print its marker."""
+    session = requests.Session()
+    session.headers["x-functions-key"] = key
+    url = f"{api.rstrip('/')}/batches/{urllib.parse.quote(run_id, safe='')}"
+    resp = session.post(f"{url}/rerun", timeout=30)
+    body = resp.json() if resp.headers.get("Content-Type", "").startswith(
+        "application/json") else {}
+    if resp.status_code != 202:
+        message = (body.get("error") or {}).get("message") or resp.reason
+        out.write(f"re-run of {run_id} refused ({resp.status_code}): {message}\n")
+        return 1
+    new_id = body["instanceId"]
+    verb = "started" if body.get("started") else "exists already"
+    out.write(f"re-run {new_id} of {run_id} {verb}\n")
+    if not wait:
+        return 0
+    status_url = f"{api.rstrip('/')}/batches/{new_id}"
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = session.get(status_url, timeout=30).json()
+        if status.get("runtimeStatus") in FINISHED:
+            break
+        chunks = (status.get("progress") or {}).get("chunks") or {}
+        out.write(f"\r  chunks {chunks.get('succeeded', 0)}/{chunks.get('total') or '?'}")
+        out.flush()
+        time.sleep(1.0)
+    else:
+        out.write(f"\nno end after {timeout:.0f}s\n")
+        return 2
+    output = str((status.get("progress") or {}).get("output") or "")
+    container, _, prefix = output.partition("/")
+    if settings is not None and prefix:
+        outputs = service_client(settings).get_container_client(container)
+        for marker_name in (prefix + naming.SUCCESS_MARKER, prefix + naming.FAILED_MARKER):
+            raw = download_bytes(outputs.get_blob_client(marker_name))
+            marker = json.loads(raw) if raw is not None else {}
+            if marker.get("instanceId") == new_id:
+                out.write(f"\n{container}/{marker_name}:\n{json.dumps(marker, indent=2)}\n")
+                return 0 if marker.get("kind") == "success" else 1
+    out.write(f"\n{json.dumps(status.get('result'), indent=2)}\n")
+    return 0 if (status.get("result") or {}).get("status") == "Succeeded" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recobatch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,12 +173,27 @@ def main(argv: list[str] | None = None) -> int:
     sub_submit.add_argument("--wait", action="store_true", help="wait for the marker")
     sub_submit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
     sub_submit.add_argument("--settings", type=Path, help="local.settings.json to read")
+    sub_rerun = sub.add_parser("rerun", help="re-run a failed run's unfinished chunks")
+    sub_rerun.add_argument("run_id", help="the failed run's instance id (rb-...)")
+    sub_rerun.add_argument("--api", default=os.environ.get("RECOBATCH_API", DEFAULT_API),
+                           help="the app's API base URL (default: RECOBATCH_API or "
+                                f"{DEFAULT_API})")
+    sub_rerun.add_argument("--wait", action="store_true", help="wait for the new run's end")
+    sub_rerun.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
+    sub_rerun.add_argument("--settings", type=Path, help="local.settings.json to read")
     args = parser.parse_args(argv)
-    if not args.file.is_file():
+    if args.command == "submit" and not args.file.is_file():
         parser.error(f"no such file: {args.file}")
     try:
+        if args.command == "rerun":
+            settings = read_settings(args.settings, os.environ) if args.wait else None
+            return rerun(args.run_id, args.api, function_key(os.environ), settings, args.wait,
+                         args.timeout)
         settings = read_settings(args.settings, os.environ)
         return submit(args.file, settings, args.name, args.wait, args.timeout)
+    except requests.RequestException as exc:
+        print(f"error: the API did not answer ({type(exc).__name__})", file=sys.stderr)
+        return 2
     except RecobatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from typing import Any
 
 from recobatch.errors import InputError
 from recobatch.limits import bounded
-from recobatch.settings import API_NAMES, Settings
+from recobatch.settings import API_NAMES, OUTPUT_FORMATS, Settings
 
 MAX_NUMBER_OF_RESULTS = 100
 
@@ -27,6 +27,7 @@ class JobSettings:
     number_of_results: int = 10
     include_metadata: bool = False
     minimal_score: float = 0.0
+    output_format: str = "json"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobSettings:
@@ -35,7 +36,8 @@ class JobSettings:
                    build_id=settings.reco_build_id,
                    number_of_results=settings.reco_number_of_results,
                    include_metadata=settings.reco_include_metadata,
-                   minimal_score=settings.reco_minimal_score)
+                   minimal_score=settings.reco_minimal_score,
+                   output_format=settings.output_format)
 
     @classmethod
     def from_dict(cls, job: Mapping[str, Any]) -> JobSettings:
@@ -67,6 +69,11 @@ class JobSettings:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The effective job settings (markers, histories): :meth:`submit_body` and
+        ``outputFormat``."""
+        return {**self.submit_body(), "outputFormat": self.output_format}
+
+    def submit_body(self) -> dict[str, Any]:
         """The v4 submit body's ``job`` object (``buildId`` left out when unset)."""
         body: dict[str, Any] = {"apiName": self.api_name, "modelId": self.model_id}
         if self.build_id is not None:
@@ -119,6 +126,12 @@ def _minimal_score(key: str, value: Any) -> float:
     return float(value)
 
 
+def _output_format(key: str, value: Any) -> str:
+    if value not in OUTPUT_FORMATS:
+        raise InputError(f"job.{key} must be one of {', '.join(OUTPUT_FORMATS)}.")
+    return str(value)
+
+
 _FIELDS = {
     "apiName": ("api_name", _api_name),
     "modelId": ("model_id", _model_id),
@@ -126,4 +139,5 @@ _FIELDS = {
     "numberOfResults": ("number_of_results", _number_of_results),
     "includeMetadata": ("include_metadata", _include_metadata),
     "minimalScore": ("minimal_score", _minimal_score),
+    "outputFormat": ("output_format", _output_format),
 }

@@ -55,6 +55,8 @@ def chunk_entry(chunk: Mapping[str, Any]) -> dict[str, Any]:
              "durationSeconds": _duration(started, ended), "results": chunk.get("results")}
     if chunk.get("message"):
         entry["message"] = chunk.get("message")
+    if "reused" in chunk:  # a re-run: this chunk's verified output came from the earlier run
+        entry["reused"] = bool(chunk["reused"])
     return entry
 
 

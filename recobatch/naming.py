@@ -20,6 +20,7 @@ SUCCESS_MARKER = "_SUCCESS"
 FAILED_MARKER = "_FAILED"
 REJECTED_NAME = "rejected.jsonl"
 CANCEL_FLAG = "_CANCEL"
+PREPARED_NAME = "prepared.json"
 
 _CHUNK_RE = re.compile(r"^chunk-(\d{5,})$")
 
@@ -64,6 +65,13 @@ def blob_name_problem(name: object) -> str | None:
         if segment.endswith("."):
             return "must not have a path segment ending with a dot"
     return None
+
+
+def rerun_id(earlier: str) -> str:
+    """The instance id of the re-run of run ``earlier``: one re-run per failed run (asking
+    twice finds the same run); a re-run that fails again is re-run under its own id."""
+    digest = hashlib.sha256(f"rerun:{earlier}".encode()).hexdigest()
+    return INSTANCE_PREFIX + digest[:32]
 
 
 def chunk_name(chunk: int | str | dict) -> str:
@@ -116,6 +124,12 @@ def rejected_blob(instance: str) -> str:
     return f"{instance}/{REJECTED_NAME}"
 
 
+def prepared_blob(work: str) -> str:
+    """What prepare found (``prepare_batch``'s output: chunks, counts, effective job), kept
+    so a re-run can reuse the chunks without reading the input again."""
+    return f"{work}/{PREPARED_NAME}"
+
+
 def cancel_blob(instance: str) -> str:
     """Flag blob whose presence means "cancel this run"."""
     return f"{instance}/{CANCEL_FLAG}"
@@ -136,9 +150,12 @@ def output_prefix(input_name: str) -> str:
     return f"{input_name}/"
 
 
-def results_blob(input_name: str) -> str:
-    """Merged results of a run."""
-    return output_prefix(input_name) + RESULTS_NAME
+RESULTS_NAMES = {"json": RESULTS_NAME, "jsonl": "results.jsonl", "csv": "results.csv"}
+
+
+def results_blob(input_name: str, output_format: str = "json") -> str:
+    """Merged results of a run in ``output_format`` (``results.json``, ``.jsonl``, ``.csv``)."""
+    return output_prefix(input_name) + RESULTS_NAMES[output_format]
 
 
 def errors_blob(input_name: str) -> str:

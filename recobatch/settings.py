@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from recobatch.errors import ConfigurationError
 
 # The v4 batch job reads an input blob of at most 2 MB (2,097,152 bytes).
 SERVICE_MAX_JOB_BYTES = 2_097_152
 API_NAMES = ("ItemRecommend", "UserRecommend")
+OUTPUT_FORMATS = ("json", "jsonl", "csv")  # recobatch.assembly.FORMATS
 ENDPOINT_SUFFIX = "/recommendations/v4.0"
 
 
@@ -89,6 +91,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("JOB_TIMEOUT_MINUTES", "360", "A chunk's job is given up after this long."),
     SettingSpec("RECO_MAX_CONCURRENT_JOBS", "1",
                 "Chunks in flight at once per run (the service runs one job per subscription)."),
+    SettingSpec("BATCH_OUTPUT_FORMAT", "json",
+                "Results file format (job setting `outputFormat`, per-file `job` "
+                "override): `json` (`results.json`, v4), `jsonl` (`results.jsonl`) or `csv` "
+                "(`results.csv`)."),
+    SettingSpec("BATCH_NOTIFY_URL", None,
+                "Where a CloudEvents 1.0 completion event is POSTed after each run's marker "
+                "(https; http only to a loopback host); unset: nothing is sent. Never logged "
+                "beyond its host (a webhook URL may carry a key)."),
+    SettingSpec("BATCH_NOTIFY_SECRET", None,
+                "Key of the `X-Recobatch-Signature: sha256=<hex HMAC-SHA256 of the body>` "
+                "header of the completion event; unset: no signature. Never logged."),
+    SettingSpec("WEBSITE_SITE_NAME", None,
+                "Set by Azure (the function app's name); the completion event's `source` is "
+                "`/recobatch/<name>` (`/recobatch/local` when unset)."),
 )
 
 _SPECS = {spec.name: spec for spec in SETTINGS}
@@ -142,6 +158,10 @@ class Settings:
     job_timeout_minutes: float = 360.0
     max_concurrent_jobs: int = 1
     trigger_source: str = "LogsAndContainerScan"
+    output_format: str = "json"
+    notify_url: str | None = field(default=None, repr=False)
+    notify_secret: str | None = field(default=None, repr=False)
+    app_name: str = "local"
 
     @property
     def storage_blob_service_uri(self) -> str | None:
@@ -373,7 +393,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_concurrent_jobs=_parse(env, "RECO_MAX_CONCURRENT_JOBS", int, positive_int,
                                    lambda v: v > 0),
         trigger_source=trigger_source(env),
+        output_format=_parse(env, "BATCH_OUTPUT_FORMAT", str.strip, "json, jsonl or csv",
+                             lambda v: v in OUTPUT_FORMATS),
+        notify_url=notify_url(env),
+        notify_secret=_raw(env, "BATCH_NOTIFY_SECRET"),
+        app_name=_raw(env, "WEBSITE_SITE_NAME") or "local",
     )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def notify_url(env: Mapping[str, str]) -> str | None:
+    """``BATCH_NOTIFY_URL``: an https URL (http only to a loopback host), or ``None``.
+
+    Parsed by :func:`urllib.parse.urlsplit`, as requests (urllib3) will parse it; the message
+    never shows the URL (its query may be a webhook's key).
+    """
+    raw = _raw(env, "BATCH_NOTIFY_URL")
+    if raw is None:
+        return None
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        host = None
+    if not host or parts.scheme not in ("https", "http") or parts.username or parts.password:
+        raise ConfigurationError("the app setting BATCH_NOTIFY_URL must be an absolute https "
+                                 "URL without user information.")
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ConfigurationError("the app setting BATCH_NOTIFY_URL must use https (http is "
+                                 "allowed only to 127.0.0.1, ::1 or localhost).")
+    return raw
 
 
 @functools.cache

@@ -42,15 +42,17 @@ def test_every_function_of_the_app_is_indexed_with_its_trigger():
     assert kinds == {
         "start_batch_from_blob": "blobTrigger", "start_batch": "httpTrigger",
         "get_batch": "httpTrigger", "list_batches": "httpTrigger",
-        "cancel_batch": "httpTrigger", "batch_orchestrator": "orchestrationTrigger",
+        "cancel_batch": "httpTrigger", "rerun_batch": "httpTrigger",
+        "batch_orchestrator": "orchestrationTrigger",
         "chunk_orchestrator": "orchestrationTrigger", "prepare_batch": "activityTrigger",
         "submit_chunk": "activityTrigger", "check_operation": "activityTrigger",
         "verify_output": "activityTrigger", "cancel_operation": "activityTrigger",
         "is_cancel_requested": "activityTrigger", "merge_results": "activityTrigger",
-        "write_marker": "activityTrigger"}
+        "write_marker": "activityTrigger", "notify_run": "activityTrigger",
+        "prepare_rerun": "activityTrigger"}
     starters = {name for name, f in functions.items() if f["client"] == "client"}
     assert starters == {"start_batch_from_blob", "start_batch", "get_batch", "list_batches",
-                        "cancel_batch"}
+                        "cancel_batch", "rerun_batch"}
 
 
 @pytest.mark.parametrize(("setting", "source"), [

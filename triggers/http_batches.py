@@ -135,11 +135,14 @@ async def start_batch(req: func.HttpRequest,
         return exc.response()
 
 
-def run_uri(req: func.HttpRequest, instance_id: str) -> str:
+def run_uri(req: func.HttpRequest, instance_id: str, levels_up: int = 0) -> str:
     """``<scheme>://<host>/api/batches/<id>`` from the request's own URL (its query, which may
-    hold the caller's ``code``, is dropped)."""
+    hold the caller's ``code``, is dropped); ``levels_up`` path segments are dropped first
+    (2 from ``/api/batches/<other>/rerun``)."""
     parts = urlsplit(req.url)
     path = parts.path.rstrip("/")
+    for _ in range(levels_up):
+        path = path.rsplit("/", 1)[0]
     return urlunsplit((parts.scheme, parts.netloc, f"{path}/{instance_id}", "", ""))
 
 

@@ -26,7 +26,9 @@ def run_input(container: str, name: str, etag: str, size: int | None, job: dict 
                          "pollInitialSeconds": settings.poll_initial_seconds,
                          "pollMaxSeconds": settings.poll_max_seconds,
                          "timeoutMinutes": settings.job_timeout_minutes,
-                         "outputContainer": settings.output_container}}
+                         "outputContainer": settings.output_container,
+                         # whether to notify, not where: the URL may carry a key
+                         "notify": bool(settings.notify_url)}}
 
 
 async def exists(client: df.DurableOrchestrationClient, instance_id: str) -> bool:

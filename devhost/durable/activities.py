@@ -17,7 +17,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.functions._durable_functions import df_dumps, df_loads
+try:  # newer azure-functions name the worker's activity (de)serialisation (1.26 does, 1.21.3 not)
+    from azure.functions._durable_functions import df_dumps, df_loads
+except ImportError:  # older azure-functions: the same JSON with the custom-object hooks
+    from azure.functions._durable_functions import (
+        _deserialize_custom_object,
+        _serialize_custom_object,
+    )
+
+    def df_dumps(value: Any) -> str:
+        return json.dumps(value, default=_serialize_custom_object)
+
+    def df_loads(s: str, expected_type: type | None = None) -> Any:
+        return json.loads(s, object_hook=_deserialize_custom_object)
 
 from devhost.durable import events as ev
 from devhost.durable.clock import Clock

@@ -55,7 +55,7 @@ def test_job_overrides_are_applied_validated_and_stripped_from_chunks():
     assert summary.job is not None
     assert summary.job.to_dict() == {"apiName": "ItemRecommend", "modelId": "m1",
                                      "numberOfResults": 5, "includeMetadata": True,
-                                     "minimalScore": 0.0}
+                                     "minimalScore": 0.0, "outputFormat": "json"}
     assert json.loads(chunks[0].body) == {"requests": [{"SeedItems": ["A"]}]}
 
 

@@ -75,7 +75,8 @@ def test_trigger_starts_the_run_named_after_the_blob_version(app_env, demo_items
     assert run_input["size"] == size
     assert run_input["settings"] == {"maxConcurrentJobs": 1, "pollInitialSeconds": 2.0,
                                      "pollMaxSeconds": 10.0, "timeoutMinutes": 10.0,
-                                     "outputContainer": app_env.settings["BATCH_OUTPUT_CONTAINER"]}
+                                     "outputContainer": app_env.settings["BATCH_OUTPUT_CONTAINER"],
+                                     "notify": False}
     assert app_env.wait_done(instance_id)["runtimeStatus"] == "Completed"
 
 
