@@ -122,7 +122,7 @@ class Scorer:
         """
         writes = self.state.writes  # read before the query: a write during it invalidates
         known = self._resolved.get((model_id, build_id))
-        if known is not None and known[0] == writes:
+        if known is not None and known[0] == writes and self.state.cache_reads:
             return known[1]
         resolved = self._resolve_build(model_id, build_id)
         if len(self._resolved) >= _RESOLVED_MAX:
@@ -186,9 +186,9 @@ class Scorer:
             return loaded
 
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
-        model = SarModel.load(self.state.build_path(model_id, build_id))
+        model = SarModel.load(self.state.fetch(self.state.build_path(model_id, build_id)))
         model.prepare()  # the ranked rows, here on a worker thread, not on the event loop
-        item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
+        item_ids, user_ids = load_ids(self.state.fetch(self.state.ids_path(model_id, build_id)))
         with self.state.db(write=False) as conn:
             rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(
                 "SELECT item_id, name, metadata FROM catalog_items WHERE model_id = ?",

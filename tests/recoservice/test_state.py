@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from recoservice.state import RESTART_MESSAGE, State, key_hash
+import pytest
+
+from recoservice.state import RESTART_MESSAGE, key_hash
 
 
-def test_operation_round_trip_has_the_api_shape(tmp_path: Path):
-    state = State(tmp_path)
+def test_operation_round_trip_has_the_api_shape(tmp_path: Path, state_factory):
+    state = state_factory(tmp_path)
     op_id = state.create_operation("BatchScoring", "key-1", "http://x/y")
 
     state.update_operation(op_id, status="Running", percent_complete=50, message="half")
@@ -28,8 +30,8 @@ def test_operation_round_trip_has_the_api_shape(tmp_path: Path):
     assert state.get_operation("missing") is None
 
 
-def test_request_cancel_only_moves_active_operations(tmp_path: Path):
-    state = State(tmp_path)
+def test_request_cancel_only_moves_active_operations(tmp_path: Path, state_factory):
+    state = state_factory(tmp_path)
     running = state.create_operation("k", "key")
     state.update_operation(running, status="Running")
     done = state.create_operation("k", "key")
@@ -43,14 +45,15 @@ def test_request_cancel_only_moves_active_operations(tmp_path: Path):
     assert state.request_cancel("unknown") is False
 
 
-def test_restart_marks_active_operations_failed(tmp_path: Path):
-    state = State(tmp_path)
+@pytest.mark.sqlite_only
+def test_restart_marks_active_operations_failed(tmp_path: Path, state_factory):
+    state = state_factory(tmp_path)
     ids = {status: state.create_operation("k", "key") for status in
            ("NotStarted", "Running", "Cancelling", "Succeeded")}
     for status, op_id in ids.items():
         state.update_operation(op_id, status=status)
 
-    restarted = State(tmp_path)
+    restarted = state_factory(tmp_path)
 
     statuses = {s: restarted.get_operation(i)["status"] for s, i in ids.items()}
     assert statuses == {"NotStarted": "Failed", "Running": "Failed", "Cancelling": "Failed",
@@ -58,8 +61,8 @@ def test_restart_marks_active_operations_failed(tmp_path: Path):
     assert restarted.get_operation(ids["Running"])["message"] == RESTART_MESSAGE
 
 
-def test_threads_update_operations_without_losing_writes(tmp_path: Path):
-    state = State(tmp_path)
+def test_threads_update_operations_without_losing_writes(tmp_path: Path, state_factory):
+    state = state_factory(tmp_path)
     op_ids = [state.create_operation("k", "key") for _ in range(8)]
 
     def work(op_id: str) -> None:
@@ -79,8 +82,8 @@ def test_threads_update_operations_without_losing_writes(tmp_path: Path):
     assert [state.get_operation(op_id)["percentComplete"] for op_id in op_ids] == [50] * 8
 
 
-def test_failed_transaction_rolls_back(tmp_path: Path):
-    state = State(tmp_path)
+def test_failed_transaction_rolls_back(tmp_path: Path, state_factory):
+    state = state_factory(tmp_path)
     op_id = state.create_operation("k", "key")
 
     try:
