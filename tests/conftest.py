@@ -76,10 +76,10 @@ if TEST_DATABASE not in ("sqlite", "postgresql"):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With PostgreSQL, leave out the tests that open recoservice's SQLite file themselves."""
-    if TEST_DATABASE != "postgresql":
-        return
-    kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+    """Leave out the tests of the other backend: with PostgreSQL those that open
+    recoservice's SQLite file themselves, with SQLite those that need a shared database."""
+    other = "sqlite_only" if TEST_DATABASE == "postgresql" else "postgresql_only"
+    kept = [item for item in items if item.get_closest_marker(other) is None]
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
