@@ -55,6 +55,26 @@ def test_a_model_built_on_one_replica_scores_on_the_other(replicas):
     assert recs.json()["recommendedItems"][0]["items"][0]["id"] == "ITEM-B"
 
 
+def test_a_catalog_uploaded_through_one_replica_renames_items_on_the_other(replicas):
+    first, second = replicas(2, demo=False)
+    model_id = create_model(first)
+    upload(first, model_id, "catalog", TINY_CATALOG)
+    upload(first, model_id, "usage", TINY_USAGE)
+    build(first, model_id)
+
+    def top_name(reco: Any) -> str:
+        resp = requests.get(f"{reco.base_url}/models/{model_id}/recommend/item",
+                            params={"itemIds": "ITEM-A", "numberOfResults": 1},
+                            headers=reco.headers(), timeout=30)
+        return str(resp.json()["recommendedItems"][0]["items"][0]["name"])
+
+    before = top_name(second)  # loads the build on the second replica
+    upload(first, model_id, "catalog", "ITEM-B,Bravissimo,Cat1\n")
+    after = top_name(second)
+
+    assert (before, after) == ("Bravo", "Bravissimo")
+
+
 def test_a_job_submitted_to_one_replica_is_listed_and_cancelled_through_the_other(
         replicas, container):
     first, second = replicas(2)
