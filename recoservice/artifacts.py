@@ -57,13 +57,18 @@ class BlobArtifacts(Artifacts):
     """
 
     def __init__(self, container) -> None:  # noqa: ANN001 - azure type, imported lazily
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
         self.container = container
         try:
-            container.create_container()
-        except ResourceExistsError:
-            pass
+            # A read first: a role on the container alone (as the azd template grants) may
+            # read it but not create containers.
+            container.get_container_properties(timeout=30)
+        except ResourceNotFoundError:
+            try:
+                container.create_container(timeout=30)
+            except ResourceExistsError:
+                pass  # another replica created it meanwhile
         self._lock = threading.Lock()
 
     def publish(self, name: str, path: Path) -> None:
