@@ -126,7 +126,9 @@ class Database:
     #: Several processes may share it (leases matter; nothing is "ours" at start).
     shared: bool
 
-    def transaction(self, write: bool) -> Any:  # pragma: no cover - interface
+    def transaction(self, write: bool, serialized: bool = True) -> Any:  # pragma: no cover
+        """A transaction; ``serialized=False`` (writes that touch only rows they name, such
+        as lease renewals) skips the writers' lock where the backend allows."""
         raise NotImplementedError
 
     def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:  # pragma: no cover
@@ -178,7 +180,8 @@ class SqliteDatabase(Database):
         return conn
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, write: bool = True,
+                    serialized: bool = True) -> Iterator[sqlite3.Connection]:
         """Write transactions start IMMEDIATE so two writers never deadlock on upgrade; read
         ones are deferred and read a WAL snapshot without waiting for a writer."""
         conn = self._connection()
@@ -315,12 +318,15 @@ class PostgresDatabase(Database):
         self._pool.close()
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[_PgConnection]:
-        """A pooled connection in a transaction; a write one holds the writers' lock."""
+    def transaction(self, write: bool = True,
+                    serialized: bool = True) -> Iterator[_PgConnection]:
+        """A pooled connection in a transaction; a write one holds the writers' lock unless
+        ``serialized=False``."""
+        lock = write and serialized
         outer = self._nesting.depth == 0
         if not outer:
             conn: _PgConnection = self._local.conn
-            if write and not self._local.locked:
+            if lock and not self._local.locked:
                 conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 self._local.locked = True
             self._nesting.depth += 1
@@ -331,12 +337,12 @@ class PostgresDatabase(Database):
             return
         with self._pool.connection() as raw:
             conn = _PgConnection(raw)
-            self._local.conn, self._local.locked = conn, write
+            self._local.conn, self._local.locked = conn, lock
             # READ COMMITTED: after the lock every statement sees what writers committed.
             raw.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ")
             self._nesting.depth = 1
             try:
-                if write:
+                if lock:
                     raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 yield conn
             except BaseException:
@@ -349,6 +355,8 @@ class PostgresDatabase(Database):
                 self._local.conn = None
 
     def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        if self._nesting.depth:  # inside a transaction: its connection, never a second one
+            return self._local.conn.execute(sql, args).fetchone()
         with self._pool.connection() as raw:
             return raw.execute(_pg_sql(sql), tuple(args)).fetchone()
 

@@ -124,15 +124,16 @@ class State:
     # -- connections ---------------------------------------------------------------------------
 
     @contextmanager
-    def db(self, write: bool = True) -> Iterator[Any]:
+    def db(self, write: bool = True, serialized: bool = True) -> Iterator[Any]:
         """A connection inside a transaction; commits on exit, rolls back on error.
 
         Nested uses on one thread join the outer transaction (only the outermost commits).
         ``write=False`` reads a snapshot without waiting for a writer, so status polls and
         scoring never queue behind a long import. Write transactions are serialised across
-        every process sharing the database (see ``recoservice.database``).
+        every process sharing the database (see ``recoservice.database``), except with
+        ``serialized=False``, for updates that need no check-then-write atomicity.
         """
-        with self.database.transaction(write) as conn:
+        with self.database.transaction(write, serialized) as conn:
             yield conn
         if write:
             with self._writes_lock:  # += from two threads could lose one
@@ -159,8 +160,12 @@ class State:
             return bool(cur.rowcount)
 
     def renew_leases(self) -> int:
-        """Extend the leases of this replica's active operations; return how many."""
-        with self.db() as conn:
+        """Extend the leases of this replica's active operations; return how many.
+
+        Not behind the writers' lock: a long import on another replica must not hold renewals
+        back until the leases run out.
+        """
+        with self.db(serialized=False) as conn:
             cur = conn.execute(
                 "UPDATE operations SET lease_until = ? WHERE owner = ? AND status IN "
                 "('NotStarted', 'Running', 'Cancelling')",
@@ -169,13 +174,18 @@ class State:
 
     def expire_leases(self) -> int:
         """Mark active operations whose lease ran out ``Failed``, with their build rows and
-        batch job rows; return how many."""
+        batch job rows; return how many.
+
+        Not behind the writers' lock either (see ``renew_leases``): one UPDATE picks the expired
+        rows, and a renewal racing it is re-checked by the database's row lock.
+        """
         stamp = now_iso()
-        with self.db() as conn:
+        with self.db(serialized=False) as conn:
             rows = conn.execute(
-                "SELECT id FROM operations WHERE status IN ('NotStarted', 'Running', "
-                "'Cancelling') AND lease_until IS NOT NULL AND lease_until < ?",
-                (stamp,)).fetchall()
+                "UPDATE operations SET status = 'Failed', message = ?, last_action = ? "
+                "WHERE status IN ('NotStarted', 'Running', 'Cancelling') AND lease_until IS "
+                "NOT NULL AND lease_until < ? RETURNING id",
+                (LEASE_MESSAGE, stamp, stamp)).fetchall()
             for row in rows:
                 self._fail(conn, row[0], LEASE_MESSAGE, stamp)
         if rows:

@@ -216,3 +216,62 @@ def test_a_stopping_state_fails_only_its_own_active_operations(tmp_path: Path, s
     assert released == 1
     assert staying.get_operation(mine)["message"] == RESTART_MESSAGE
     assert staying.get_operation(theirs)["status"] == "NotStarted"
+
+
+@pytest.mark.postgresql_only
+def test_lease_renewals_do_not_wait_for_a_long_write(tmp_path: Path, state_factory):
+    busy, other = state_factory(tmp_path), state_factory(tmp_path)
+    op_id = other.create_operation("k", "key")
+    holding, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with busy.db():  # holds the writers' lock, as a big catalog import does
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    holding.wait(10)
+    started = time.monotonic()
+    renewed = other.renew_leases()
+    took = time.monotonic() - started
+    release.set()
+    writer.join()
+
+    assert renewed == 1 and op_id
+    assert took < 2
+
+
+@pytest.mark.postgresql_only
+def test_entra_sign_in_uses_a_token_from_the_identity_as_the_password(
+        tmp_path: Path, databases, monkeypatch: pytest.MonkeyPatch):
+    # No Entra ID here: a stand-in credential hands out the server's password as the "token",
+    # so the real server proves the token is what signs in.
+    import azure.identity
+
+    from recoservice.database import ENTRA_SCOPE, PostgresDatabase
+
+    password = databases.server.extra["password"]
+    asked: list[tuple[str, str | None]] = []
+
+    class Token:
+        token = password
+
+    class FakeCredential:
+        def __init__(self, managed_identity_client_id: str | None = None) -> None:
+            self.client_id = managed_identity_client_id
+
+        def get_token(self, scope: str) -> Token:
+            asked.append((scope, self.client_id))
+            return Token()
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", FakeCredential)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client-1")
+    monkeypatch.delenv("PGPASSWORD")
+
+    db = PostgresDatabase(databases.url_for(tmp_path), auth="entra")
+    version = db.schema_version()
+    db.close()
+
+    assert version == SCHEMA_VERSION
+    assert asked and set(asked) == {(ENTRA_SCOPE, "client-1")}
