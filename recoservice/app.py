@@ -59,6 +59,10 @@ def create_app(config: Config) -> FastAPI:
         config.state_dir, database=config.database, lease_seconds=config.lease_seconds,
         artifacts=open_artifacts(config.artifacts_url, config.artifacts_connection,
                                  config.artifacts_container))
+    if app.state.state.database.shared and not (config.artifacts_url
+                                                or config.artifacts_connection):
+        log.warning("a shared database without --artifacts: builds and usage files stay on "
+                    "this replica's disk, and other replicas cannot load them")
     app.state.scorer = Scorer(app.state.state)
     app.state.faults = (FaultBook.from_file(config.faults_file) if config.faults_file
                         else FaultBook())
