@@ -50,6 +50,16 @@ def test_an_unknown_database_scheme_is_refused_naming_the_option(tmp_path):
         open_database("mysql://x/y", tmp_path)
 
 
+def test_a_sqlite_url_names_the_database_file(tmp_path):
+    from recoservice.database import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'elsewhere.db'}", tmp_path / "state")
+
+    assert (tmp_path / "elsewhere.db").exists()
+    assert not (tmp_path / "state" / "recoservice.db").exists()
+    assert db.schema_version() >= 2
+
+
 def test_batch_routes_are_mounted_under_the_v4_prefix(recoservice):
     resp = requests.get(f"{recoservice.base_url}/batchjobs", headers=recoservice.headers(),
                         timeout=10)
