@@ -6,10 +6,10 @@ PORT ?= 7071
 
 FLOOR_VENV := .venv-floor
 
-.PHONY: help setup shellcheck test test-floor lint run demo bench clean
+.PHONY: help setup shellcheck postgresql test test-floor lint run demo bench clean
 
 help:
-	@echo "make test   - set up .venv, Azurite and the infra checkers, run ruff and every test (what CI runs)"
+	@echo "make test   - set up .venv, Azurite, PostgreSQL and the infra checkers, run ruff and every test (what CI runs)"
 	@echo "make test-floor - replay and indexing tests on the lowest versions requirements.txt allows"
 	@echo "make run    - start Azurite + recoservice (--demo) + devhost locally"
 	@echo "make demo   - like run, then submit the samples, wait, print the results, stop"
@@ -46,7 +46,15 @@ shellcheck:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; \
 	  else echo "shellcheck is not installed (apt-get install shellcheck): its test will fail"; fi; }
 
-setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) shellcheck
+# The PostgreSQL server (tests/recoservice run a second time on it, as a shared recoservice
+# database) from Debian's packages when root, as in CI; elsewhere that run fails, naming it.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "the PostgreSQL server is not installed (apt-get install postgresql): the PostgreSQL run of tests/recoservice will fail"; fi; }
+
+setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) shellcheck postgresql
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -65,8 +73,10 @@ test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/orchestrators \
 		tests/test_indexing.py
 
+# Everything on SQLite (recoservice's default), then recoservice's tests again on PostgreSQL.
 test: setup lint test-floor
 	$(PY) -m pytest
+	RECOSERVICE_TEST_DATABASE=postgresql $(PY) -m pytest tests/recoservice
 
 run: setup
 	$(PY) -m devhost.run --port $(PORT)

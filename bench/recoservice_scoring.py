@@ -5,10 +5,12 @@ Prints figures; it is not a test. Part 1 fits ``recoservice.sar.SarModel`` on sy
 item-to-item requests with 1–3 seeds each, for the exact model and for top-M pruned ones:
 fit time, requests/s, peak memory, and agreement of pruned lists with the exact ones. Part 2 runs
 ``SARSingleNode`` (PyPI ``recommenders==1.2.1``) on the same usage and seeds in its own venv
-``bench/.venv-sar`` (created here when missing) and compares top-k lists and speed.
+``bench/.venv-sar`` (created here when missing) and compares top-k lists and speed. Part 3
+times a batch job through Azurite and recoservice; part 4 compares single-call throughput of
+one recoservice with two replicas on one PostgreSQL database behind a round-robin client.
 
 Usage: ``.venv/bin/python bench/recoservice_scoring.py [--items 20000] [--users 50000]
-[--requests 100000] [--neighbors 0,200,500] [--no-reference]``
+[--requests 100000] [--neighbors 0,200,500] [--no-reference] [--no-batch] [--no-replicas]``
 """
 
 from __future__ import annotations
@@ -257,6 +259,97 @@ def batch_job_figures(n_items: int, n_users: int, seed: int, indptr, indices, k:
           "(includes the poll interval of 0.2s)")
 
 
+# ------------------------------------------------------------------ replicas
+def replica_figures(n_items: int, n_users: int, seed: int, indptr, indices, k: int,
+                    clients: int = 8, seconds: float = 10.0) -> None:
+    """Single calls (``recommend/item``) per second: one recoservice, then two replicas on one
+    PostgreSQL database and one Azurite artifact container, ``clients`` client threads sending
+    round-robin over the replicas."""
+    import itertools
+    import os
+    import shutil
+    import threading
+    import uuid
+
+    import requests
+
+    from devhost.services import start_azurite, start_postgres, start_recoservice
+    from recoservice import synth
+
+    key = "bench-" + uuid.uuid4().hex  # a throwaway local key, never printed
+    headers = {"Ocp-Apim-Subscription-Key": key}
+    seeds = [",".join(f"SYN-{i:06d}" for i in indices[indptr[r]:indptr[r + 1]])
+             for r in range(min(len(indptr) - 1, 20_000))]
+    with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp:
+        azurite = start_azurite(Path(tmp) / "azurite")
+        postgres = start_postgres(Path(tmp) / "postgres")
+        env = {"PGPASSWORD": postgres.extra["password"],
+               "RECOSERVICE_DATABASE": postgres.extra["url"],
+               "RECOSERVICE_ARTIFACTS_CONNECTION": str(azurite.extra["connection_string"])}
+        replicas = []
+        try:
+            replicas.append(start_recoservice(Path(tmp) / "reco0", keys=[key], demo=False,
+                                              env=env))
+            base = str(replicas[0].extra["base_url"])
+            catalog, usage = synth.generate(n_items, n_users, seed)
+            model_id = requests.post(f"{base}/models", json={"modelName": "bench"},
+                                     headers=headers, timeout=30).json()["id"]
+            for what, rows in (("catalog", catalog), ("usage", usage)):
+                requests.post(f"{base}/models/{model_id}/{what}", data=synth.to_csv(rows),
+                              headers={**headers, "Content-Type": "application/octet-stream"},
+                              timeout=600).raise_for_status()
+            resp = requests.post(f"{base}/models/{model_id}/builds", headers=headers,
+                                 json={"buildType": "sar"}, timeout=60)
+            resp.raise_for_status()
+            while requests.get(resp.headers["Operation-Location"], headers=headers,
+                               timeout=30).json()["status"] not in ("Succeeded", "Failed"):
+                time.sleep(0.5)
+            replicas.append(start_recoservice(Path(tmp) / "reco1", keys=[key], demo=False,
+                                              env=env))
+            bases = [str(r.extra["base_url"]) for r in replicas]
+
+            def rate(targets: list[str]) -> float:
+                for target in targets:  # load the build (from the container on the second)
+                    requests.get(f"{target}/models/{model_id}/recommend/item", headers=headers,
+                                 params={"itemIds": seeds[0], "numberOfResults": k},
+                                 timeout=120).raise_for_status()
+                done = [0] * clients
+                stop = time.monotonic() + seconds
+
+                def client(n: int) -> None:
+                    session = requests.Session()
+                    urls = itertools.cycle(targets[n % len(targets):] + targets[:n % len(targets)])
+                    for i in itertools.count(n * 997):
+                        if time.monotonic() > stop:
+                            return
+                        session.get(f"{next(urls)}/models/{model_id}/recommend/item",
+                                    params={"itemIds": seeds[i % len(seeds)],
+                                            "numberOfResults": k},
+                                    headers=headers, timeout=30).raise_for_status()
+                        done[n] += 1
+
+                threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+                started = time.monotonic()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                return sum(done) / (time.monotonic() - started)
+
+            one = rate(bases[:1])
+            two = rate(bases)
+        finally:
+            for reco in replicas:
+                reco.stop()
+            postgres.stop()
+            shutil.rmtree(postgres.extra["data_dir"], ignore_errors=True)
+            azurite.stop()
+    print(f"{clients} client threads, {seconds:.0f}s each, k={k}, {os.cpu_count()} CPUs: "
+          f"one replica {one:,.0f} calls/s, two replicas round-robin {two:,.0f} calls/s "
+          f"({two / one:.2f}x); both on PostgreSQL (every call reads the model's active build "
+          "there)")
+
+
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -271,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-batch", action="store_true",
                         help="skip part 3 (a batch job through Azurite and recoservice)")
+    parser.add_argument("--no-replicas", action="store_true",
+                        help="skip part 4 (one recoservice vs two replicas on PostgreSQL)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -320,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_batch:
         print("\n[3] through a recoservice batch job (Azurite + recoservice over HTTP)")
         batch_job_figures(args.items, args.users, args.seed, indptr, indices, args.k)
+    if not args.no_replicas:
+        print("\n[4] single calls: one recoservice vs two replicas (PostgreSQL + Azurite)")
+        replica_figures(args.items, args.users, args.seed, indptr, indices, args.k)
 
 
 def reference_figures(args, usage: Usage, indptr, indices, params: SarParams,

@@ -1,4 +1,5 @@
-"""Start and stop the local services recobatch runs against: Azurite, recoservice, devhost.
+"""Start and stop the local services recobatch runs against: Azurite, recoservice, devhost,
+and PostgreSQL (recoservice's shared database, for its tests).
 
 Used by ``make run`` / ``make demo`` and by the test fixtures, so both start the services the
 same way. Every service listens on 127.0.0.1 on a free port and logs to a file in its folder.
@@ -147,10 +148,69 @@ def start_azurite(workdir: Path) -> Service:
     return svc
 
 
+def postgres_bin_dir() -> Path:
+    """Folder of Debian's PostgreSQL server binaries (``initdb``, ``postgres``); fails with
+    how to install them when missing."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise RuntimeError("the PostgreSQL server is not installed (no /usr/lib/postgresql/*/bin/"
+                       "initdb): `apt-get install postgresql` (make setup does, as root)")
+
+
+def start_postgres(workdir: Path) -> Service:
+    """Start a throw-away PostgreSQL server on 127.0.0.1 with its data in a new folder.
+
+    Root may not run postgres: as root the server runs as the ``postgres`` user (Debian's
+    package creates it), in a folder under ``/tmp`` that user owns. Password sign-in
+    (scram-sha-256) for the ``postgres`` superuser; ``extra["url"]`` has no password and
+    ``extra["password"]`` holds it (pass it as ``PGPASSWORD``). ``stop()`` ends the server;
+    the caller removes ``extra["data_dir"]``.
+    """
+    import pwd
+    import secrets
+    import tempfile
+
+    bin_dir = postgres_bin_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="recoservice-pg-"))
+    password = secrets.token_hex(16)
+    (data / "pw").write_text(password + "\n")
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")  # KeyError: the package is not installed
+        os.chown(data, user.pw_uid, user.pw_gid)
+        os.chown(data / "pw", user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    log = workdir / "postgres-initdb.log"
+    with open(log, "wb") as handle:
+        done = subprocess.run(
+            [*run_as, str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres",
+             "--pwfile", str(data / "pw"), "--auth", "scram-sha-256", "--locale", "C.UTF-8",
+             "--encoding", "UTF8", "--no-sync"],
+            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    if done.returncode:
+        raise RuntimeError(f"initdb failed ({done.returncode}); log {log}:\n{_tail(log)}")
+    port = free_port()
+    cmd = [*run_as, str(bin_dir / "postgres"), "-D", str(data / "db"), "-h", "127.0.0.1",
+           "-p", str(port), "-k", str(data), "-c", "fsync=off", "-c", "max_connections=300",
+           "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    svc = _spawn("postgres", cmd, workdir, port=port)
+    wait_for_port(port, svc.proc, 60, svc.log)
+    svc.extra.update(url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                     password=password, data_dir=str(data), port=port)
+    return svc
+
+
 def start_recoservice(workdir: Path, keys: list[str], demo: bool = True,
                       faults: Path | None = None, port: int | None = None,
-                      extra_args: list[str] | None = None) -> Service:
-    """Start ``python -m recoservice serve`` with its state in ``workdir/state``."""
+                      extra_args: list[str] | None = None,
+                      env: dict[str, str] | None = None) -> Service:
+    """Start ``python -m recoservice serve`` with its state in ``workdir/state`` (``env``:
+    more environment, e.g. ``RECOSERVICE_DATABASE`` and ``PGPASSWORD``)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "recoservice", "serve", "--host", "127.0.0.1",
            "--port", str(port), "--state-dir", str(workdir / "state")]
@@ -160,8 +220,8 @@ def start_recoservice(workdir: Path, keys: list[str], demo: bool = True,
         cmd += ["--faults", str(faults)]
     cmd += extra_args or []
     # Keys travel in the environment, not on the command line (where `ps` would show them).
-    env = {**os.environ, "RECOSERVICE_KEYS": ",".join(keys)}
-    svc = _spawn("recoservice", cmd, workdir, env=env, port=port)
+    child_env = {**os.environ, **(env or {}), "RECOSERVICE_KEYS": ",".join(keys)}
+    svc = _spawn("recoservice", cmd, workdir, env=child_env, port=port)
     base = f"http://127.0.0.1:{port}/recommendations/v4.0"
     wait_for_http(f"http://127.0.0.1:{port}/openapi.json", svc.proc, 120, svc.log)
     svc.extra["base_url"] = base

@@ -67,7 +67,7 @@ param functionMaximumInstanceCount int = 40
 param functionInstanceMemoryMB int = 2048
 
 @allowed(['ephemeral', 'postgres'])
-@description('recoservice state. ephemeral: one replica, SQLite and models on an EmptyDir volume (lost on restart; what recoservice supports today). postgres: Azure Database for PostgreSQL plus a blob artifacts container, minReplicas 1 up to recoserviceMaxReplicas; needs the recoservice --database/--artifacts option, not released yet.')
+@description('recoservice state. ephemeral: one replica, SQLite and models on an EmptyDir volume (lost on restart). postgres: Azure Database for PostgreSQL plus a blob artifacts container (recoservice --database/--artifacts), minReplicas 1 up to recoserviceMaxReplicas.')
 param recoserviceStateMode string = 'ephemeral'
 
 @minValue(2)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recoservice import load
 from recoservice.config import DEFAULT_ALLOWED_BLOB_HOSTS, Config
+from recoservice.database import url_has_password
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,22 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="PATTERN",
                        help="host pattern batch jobs may use (repeatable; default: "
                             f"{', '.join(DEFAULT_ALLOWED_BLOB_HOSTS)})")
+    serve.add_argument("--database", default=None, metavar="URL",
+                       help="sqlite:///PATH (default: STATE_DIR/recoservice.db; one process) or "
+                            "postgresql://USER@HOST/DB (several replicas); also env "
+                            "RECOSERVICE_DATABASE. The password comes from PGPASSWORD, "
+                            "PGPASSFILE or RECOSERVICE_DATABASE_PASSWORD_FILE, never from here; "
+                            "RECOSERVICE_DATABASE_AUTH=entra signs in with an Entra token")
+    serve.add_argument("--artifacts", default=None, metavar="CONTAINER_URL",
+                       help="blob container for builds and usage files, signed in with the "
+                            "managed identity (also env RECOSERVICE_ARTIFACTS); or put a "
+                            "connection string in env RECOSERVICE_ARTIFACTS_CONNECTION. "
+                            "Default: the state folder only")
+    serve.add_argument("--artifacts-container", default="reco-artifacts",
+                       help="container name with RECOSERVICE_ARTIFACTS_CONNECTION")
+    serve.add_argument("--lease-seconds", type=float, default=30.0,
+                       help="an operation whose replica stopped renewing its lease this long "
+                            "ends Failed (default 30)")
     serve.add_argument("--max-catalog-mb", type=float, default=200.0)
     serve.add_argument("--max-usage-mb", type=float, default=500.0)
     serve.add_argument("--log-level", default="info")
@@ -79,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(load.run(args, parser))
     keys = _keys(args, parser)
     admin_keys = _admin_keys(args, parser, keys)
+    if args.database and url_has_password(args.database):
+        parser.error("--database must not hold a password (the command line is visible in "
+                     "ps): use PGPASSWORD, PGPASSFILE or RECOSERVICE_DATABASE_PASSWORD_FILE")
+    if not args.lease_seconds > 0:
+        parser.error("--lease-seconds must be positive")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # azure-core logs every storage request (URL, headers) at INFO: keep it to warnings.
@@ -90,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
         faults_file=Path(args.faults) if args.faults else None, demo=args.demo,
         max_catalog_bytes=int(args.max_catalog_mb * 1024 * 1024),
         max_usage_bytes=int(args.max_usage_mb * 1024 * 1024),
+        database=args.database or os.environ.get("RECOSERVICE_DATABASE") or None,
+        artifacts_url=args.artifacts or os.environ.get("RECOSERVICE_ARTIFACTS") or None,
+        artifacts_connection=os.environ.get("RECOSERVICE_ARTIFACTS_CONNECTION") or None,
+        artifacts_container=args.artifacts_container, lease_seconds=args.lease_seconds,
     )
     import uvicorn
 

@@ -9,6 +9,8 @@ every other path needs ``Ocp-Apim-Subscription-Key``: ``recoservice.guard.ApiGua
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -22,6 +24,7 @@ from recoservice import (
     operations,
     recommend_api,
 )
+from recoservice.artifacts import open_artifacts
 from recoservice.auth import KeySet, require_admin
 from recoservice.config import Config
 from recoservice.demo import ensure_demo
@@ -34,17 +37,32 @@ from recoservice.state import State
 log = logging.getLogger("recoservice")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # A clean stop (SIGTERM) ends this replica's operations at once; a crash leaves them to
+    # their leases (see recoservice.state).
+    app.state.state.release()
+
+
 def create_app(config: Config) -> FastAPI:
     """Build the app; with ``config.demo`` the demo model is ready before it returns.
 
     ``app.state`` holds ``config``, ``state`` (``State``), ``scorer`` (``Scorer``),
     ``faults`` (``FaultBook``, empty unless ``config.faults``) and ``admin_keys``.
     """
-    app = FastAPI(title="recoservice", version="4.0",
+    app = FastAPI(title="recoservice", version="4.0", lifespan=_lifespan,
                   description="A Recommendations API v4.0-compatible service (SAR builds, "
                               "item-to-item and user-to-item recommendations, batch jobs).")
     app.state.config = config
-    app.state.state = State(config.state_dir)
+    app.state.state = State(
+        config.state_dir, database=config.database, lease_seconds=config.lease_seconds,
+        artifacts=open_artifacts(config.artifacts_url, config.artifacts_connection,
+                                 config.artifacts_container))
+    if app.state.state.database.shared and not (config.artifacts_url
+                                                or config.artifacts_connection):
+        log.warning("a shared database without --artifacts: builds and usage files stay on "
+                    "this replica's disk, and other replicas cannot load them")
     app.state.scorer = Scorer(app.state.state)
     app.state.faults = (FaultBook.from_file(config.faults_file) if config.faults_file
                         else FaultBook())

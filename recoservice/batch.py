@@ -3,15 +3,18 @@
 Submit validates the body (400 naming the field), refuses blob hosts outside
 ``config.allowed_blob_hosts`` before any request is made to them, checks the model and build
 can score, and answers 202 with an absolute ``Operation-Location`` and ``{"batchId"}``. One job
-per subscription key may be NotStarted/Running/Cancelling at a time: a second one gets 409.
+per subscription key may be NotStarted/Running/Cancelling at a time: a second one gets 409,
+across replicas too (the check and the insert are one write transaction, and write
+transactions are serialised by the database, see ``recoservice.database``).
 The job then runs on a small worker pool (``recoservice.batch_runner``), so the service stays
 responsive.
 
 The ``batch_jobs`` table keeps each job's request info with every ``sasBlobToken`` replaced
 by ``***``, the hash of the owner's key (never the key), and createdAt/startedAt/endedAt.
-SAS tokens live only in memory while the job runs, so a job interrupted by a restart cannot
-resume: ``State`` marks its operation Failed at start and ``recover_interrupted_jobs`` closes
-its row. The listing maps operation statuses to the v4 job statuses (``JOB_STATUS``).
+SAS tokens live only in memory while the job runs, so a job whose process dies cannot
+resume: ``State`` marks its operation Failed (at start with SQLite; when its lease runs out
+with PostgreSQL) and ``recover_interrupted_jobs`` closes its row. The listing maps operation
+statuses to the v4 job statuses (``JOB_STATUS``).
 """
 
 from __future__ import annotations
@@ -51,18 +54,7 @@ WORKERS = 4
 
 router = APIRouter()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batch_jobs (
-    id TEXT PRIMARY KEY,
-    operation_id TEXT NOT NULL,
-    key_hash TEXT NOT NULL,
-    requestinfo TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    ended_at TEXT
-)
-"""
-# One submit at a time per process, so "is another job active?" and "insert" are atomic.
+# Guards the one-time set-up of an app's worker pool (``_prepare``).
 _submit_lock = threading.Lock()
 
 
@@ -158,20 +150,24 @@ def recover_interrupted_jobs(state: State) -> int:
     """Close the rows of jobs a previous process left open; return how many were active.
 
     ``State`` already marked their operations Failed at start; this also covers an operation
-    still active (say the table was copied), since its SAS tokens are gone for good.
+    still active (say the table was copied), since its SAS tokens are gone for good. With a
+    shared database (other replicas may be running them) only rows whose operation has ended
+    are closed; the active ones end when their lease does (``State.expire_leases``).
     """
     with state.db() as conn:
-        conn.execute(_SCHEMA)
         rows = conn.execute("SELECT id, operation_id FROM batch_jobs WHERE ended_at IS NULL"
                             ).fetchall()
-    active = 0
+    active = closed = 0
     for job_id, op_id in rows:
         if _status(state, op_id) in ACTIVE_STATUSES:
+            if state.database.shared:
+                continue
             state.update_operation(op_id, status="Failed", message=RESTART_MESSAGE)
             active += 1
         _stamp(state, job_id, "ended_at")
-    if rows:
-        log.warning("closed %d batch job(s) interrupted by a restart", len(rows))
+        closed += 1
+    if closed:
+        log.warning("closed %d batch job(s) interrupted by a restart", closed)
     return active
 
 
@@ -222,17 +218,17 @@ async def submit_batch_job(request: Request, key: str = Depends(require_key)) ->
     _prepare(app)
     state: State = app.state.state
     job_id = uuid.uuid4().hex
-    with _submit_lock:
+    # One write transaction: no other submit, here or on another replica, runs in between.
+    with state.db() as conn:
         if _active_job(state, key_hash(key)) is not None:
             raise ApiError(409, "Conflict",
                            "Another batch job of this subscription is still running.")
         op_id = state.create_operation("batchjob", key, _job_url(request, job_id))
-        with state.db() as conn:
-            conn.execute(
-                "INSERT INTO batch_jobs (id, operation_id, key_hash, requestinfo, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (job_id, op_id, key_hash(key), json.dumps(spec.requestinfo()), _now()),
-            )
+        conn.execute(
+            "INSERT INTO batch_jobs (id, operation_id, key_hash, requestinfo, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (job_id, op_id, key_hash(key), json.dumps(spec.requestinfo()), _now()),
+        )
     app.state.batch_pool.submit(lambda: _run(app, job_id, op_id, spec))
     return JSONResponse({"batchId": job_id}, status_code=202,
                         headers={"Operation-Location": operation_url(request, op_id)})

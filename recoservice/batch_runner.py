@@ -110,11 +110,9 @@ def run_job(state: State, scorer: Scorer, rule: FaultRule | None, op_id: str,
 
 
 def _start(state: State, op_id: str) -> None:
-    # Only NotStarted becomes Running, in one statement: a plain update could overwrite a
-    # "Cancelling" that arrived while the job waited for a worker.
-    with state.db() as conn:
-        conn.execute("UPDATE operations SET status = 'Running' WHERE id = ? "
-                     "AND status = 'NotStarted'", (op_id,))
+    # Only NotStarted becomes Running, in one statement (State.claim): a plain update could
+    # overwrite a "Cancelling" that arrived while the job waited for a worker.
+    state.claim(op_id)
 
 
 def _check_cancel(state: State, op_id: str) -> None:

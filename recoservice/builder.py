@@ -152,9 +152,7 @@ def run_build(state: State, model_id: str, build_id: int, operation_id: str | No
         if status == "Running":
             # Only NotStarted becomes Running, in one statement: a plain update could
             # overwrite a "Cancelling" that arrived meanwhile.
-            with state.db() as conn:
-                conn.execute("UPDATE operations SET status = 'Running' WHERE id = ? AND "
-                             "status = 'NotStarted'", (operation_id,))
+            state.claim(operation_id)
             state.update_operation(operation_id, percent_complete=percent, message=message)
         else:
             state.update_operation(operation_id, status=status, percent_complete=percent,
@@ -178,6 +176,8 @@ def run_build(state: State, model_id: str, build_id: int, operation_id: str | No
         check_cancel()
         model.save(state.build_path(model_id, build_id))
         save_ids(state.ids_path(model_id, build_id), item_ids, user_ids)
+        state.publish(state.build_path(model_id, build_id))
+        state.publish(state.ids_path(model_id, build_id))
         progress("Running", 90)
         check_cancel()
         # One transaction: a poller never sees Succeeded without the result or activation.
@@ -210,7 +210,8 @@ def _load_usage(state: State, model_id: str):
     catalog = {item: n for n, item in enumerate(item_ids)}
     parts = []
     for file_id in file_ids:
-        with np.load(state.usage_path(model_id, file_id), allow_pickle=False) as npz:
+        with np.load(state.fetch(state.usage_path(model_id, file_id)),
+                     allow_pickle=False) as npz:
             parts.append({name: npz[name] for name in npz.files})
     if not parts or not sum(len(p["ts"]) for p in parts):
         raise ApiError(400, "NoUsage", "The model has no usage data; upload some before "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from recoservice import API_PREFIX
 from recoservice.auth import require_key
 from recoservice.builder import create_build, parse_build_request, start_build
+from recoservice.database import Row
 from recoservice.errors import ApiError
 from recoservice.models_api import require_model
 from recoservice.operations import operation_url
@@ -19,7 +19,7 @@ from recoservice.state import State
 router = APIRouter()
 
 
-def build_json(row: sqlite3.Row, model_name: str) -> dict[str, Any]:
+def build_json(row: Row, model_name: str) -> dict[str, Any]:
     return {"id": row["id"], "description": row["description"], "type": row["type"],
             "modelName": model_name, "modelId": row["model_id"], "status": row["status"],
             "statusMessage": row["status_message"], "startDateTime": row["start_time"],

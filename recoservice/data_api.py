@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from recoservice.database import Row
 from recoservice.errors import ApiError
 from recoservice.imports import import_catalog, import_usage
 from recoservice.models_api import require_model
@@ -67,7 +67,7 @@ async def upload_usage(model_id: str, request: Request,
     return {**stats.to_json(), "fileId": file_id}
 
 
-def item_json(row: sqlite3.Row) -> dict[str, Any]:
+def item_json(row: Row) -> dict[str, Any]:
     return {"id": row["item_id"], "name": row["name"], "category": row["category"],
             "description": row["description"], "features": json.loads(row["features"]),
             "metadata": row["metadata"]}
@@ -110,8 +110,10 @@ def catalog_items(model_id: str, request: Request, ids: str | None = Query(None)
                                 f"IN ({marks}) ORDER BY seq", (model_id, *wanted)).fetchall()
         else:
             pattern = f"%{searchTerm}%"
-            rows = conn.execute("SELECT * FROM catalog_items WHERE model_id = ? AND (name LIKE ? "
-                                "OR item_id LIKE ?) ORDER BY seq LIMIT ?",
+            # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            rows = conn.execute("SELECT * FROM catalog_items WHERE model_id = ? AND "
+                                "(LOWER(name) LIKE LOWER(?) OR LOWER(item_id) LIKE LOWER(?)) "
+                                "ORDER BY seq LIMIT ?",
                                 (model_id, pattern, pattern, MAX_TOP)).fetchall()
     return {"value": [item_json(r) for r in rows]}
 
@@ -140,5 +142,5 @@ def delete_usage_file(model_id: str, file_id: str, request: Request) -> Response
     if not gone:
         raise ApiError(404, "UsageFileNotFound",
                        f"Model '{model_id}' has no usage file '{file_id}'.")
-    state.usage_path(model_id, file_id).unlink(missing_ok=True)
+    state.discard(state.usage_path(model_id, file_id))
     return Response(status_code=204)

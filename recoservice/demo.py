@@ -77,7 +77,7 @@ def _ensure(state: State, name: str, description: str,
                      row["description"], name, old_name)
             row = None
     if row is not None and row["status"] == "Succeeded" \
-            and state.build_path(row["id"], row["active_build_id"]).exists():
+            and state.has_artifact(state.build_path(row["id"], row["active_build_id"])):
         log.info("%s model %s is ready (build %s)", name, row["id"], row["active_build_id"])
         return str(row["id"])
     model_id = str(row["id"]) if row is not None else create_model(state, name,

@@ -188,6 +188,7 @@ def import_usage(state: State, model_id: str, data: bytes,
                  item_code=np.frombuffer(item_code, dtype=np.int32),
                  ts=np.frombuffer(times, dtype=np.float64),
                  event=np.frombuffer(events, dtype=np.int8))
+    state.publish(path)
     with state.db() as conn:
         conn.execute("INSERT INTO usage_files (id, model_id, display_name, created, size_bytes, "
                      "imported) VALUES (?, ?, ?, ?, ?, ?)",

@@ -5,13 +5,13 @@ Models are global to the service: any valid key sees and changes all of them.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Body, Request, Response
 
+from recoservice.database import Row
 from recoservice.errors import ApiError
 from recoservice.state import State, now_iso
 
@@ -19,7 +19,7 @@ router = APIRouter()
 MAX_NAME = 255
 
 
-def require_model(state: State, model_id: str) -> sqlite3.Row:
+def require_model(state: State, model_id: str) -> Row:
     """The model's row, or ``404 ModelNotFound``."""
     with state.db(write=False) as conn:
         row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
@@ -28,7 +28,7 @@ def require_model(state: State, model_id: str) -> sqlite3.Row:
     return row
 
 
-def model_json(row: sqlite3.Row) -> dict[str, Any]:
+def model_json(row: Row) -> dict[str, Any]:
     """A model row as the API shows it (same shape as ``State.get_model``)."""
     return {"id": row["id"], "name": row["name"], "description": row["description"],
             "createdDateTime": row["created"], "activeBuildId": row["active_build_id"]}
@@ -130,9 +130,9 @@ def delete_model(model_id: str, request: Request) -> Response:
                               ("builds", "model_id"), ("models", "id")):
             conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (model_id,))
     for file_id in files:
-        state.usage_path(model_id, file_id).unlink(missing_ok=True)
+        state.discard(state.usage_path(model_id, file_id))
     for build_id in builds:
         for path in (state.build_path(model_id, build_id), state.ids_path(model_id, build_id)):
-            path.unlink(missing_ok=True)
+            state.discard(path)
     request.app.state.scorer.forget(model_id)
     return Response(status_code=204)

@@ -110,6 +110,9 @@ class Scorer:
         self._forgotten: dict[str, int] = {}  # model id → times forget() was called
         # (model id, build id asked for) → (State.writes when read, build id to use)
         self._resolved: dict[tuple[str, int | None], tuple[int, int]] = {}
+        # model id → catalog_meta.modified last seen: with a shared database another replica
+        # may change a catalog, and the builds loaded here must then be read again.
+        self._catalogs: dict[str, str | None] = {}
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -118,21 +121,30 @@ class Scorer:
 
         One statement (it runs for every single call): the model, its active build and the
         chosen build's status together; and not even that while no write transaction has
-        committed since the same question was answered (``State.writes``).
+        committed since the same question was answered (``State.writes``), when this process
+        is the only writer. With a shared database the statement runs every time and also
+        reads when the catalog last changed, so a catalog uploaded through another replica
+        drops the builds loaded here (``forget``).
         """
         writes = self.state.writes  # read before the query: a write during it invalidates
         known = self._resolved.get((model_id, build_id))
-        if known is not None and known[0] == writes:
+        if known is not None and known[0] == writes and self.state.cache_reads:
             return known[1]
-        resolved = self._resolve_build(model_id, build_id)
+        resolved, catalog = self._resolve_build(model_id, build_id)
+        if not self.state.cache_reads:
+            seen = self._catalogs.get(model_id, catalog)
+            self._catalogs[model_id] = catalog
+            if seen != catalog:
+                self.forget(model_id)
         if len(self._resolved) >= _RESOLVED_MAX:
             self._resolved.clear()
         self._resolved[(model_id, build_id)] = (writes, resolved)
         return resolved
 
-    def _resolve_build(self, model_id: str, build_id: int | None) -> int:
+    def _resolve_build(self, model_id: str, build_id: int | None) -> tuple[int, str | None]:
         row = self.state.read_one(
-            "SELECT m.active_build_id AS active, b.id AS found, b.status AS status "
+            "SELECT m.active_build_id AS active, b.id AS found, b.status AS status, "
+            "(SELECT c.modified FROM catalog_meta c WHERE c.model_id = m.id) AS catalog "
             "FROM models m LEFT JOIN builds b ON b.model_id = m.id "
             "AND b.id = COALESCE(?, m.active_build_id) WHERE m.id = ?", (build_id, model_id))
         if row is None:
@@ -150,7 +162,7 @@ class Scorer:
             raise ApiError(409, "BuildNotReady",
                            f"Build {build_id} is {row['status']}; only a Succeeded build "
                            "can score.")
-        return int(build_id)
+        return int(build_id), row["catalog"]
 
     def load(self, model_id: str, build_id: int | None) -> LoadedBuild:
         """The loaded build (cached; at most ``CACHE_SIZE`` builds stay in memory)."""
@@ -186,9 +198,9 @@ class Scorer:
             return loaded
 
     def _read(self, model_id: str, build_id: int) -> LoadedBuild:
-        model = SarModel.load(self.state.build_path(model_id, build_id))
+        model = SarModel.load(self.state.fetch(self.state.build_path(model_id, build_id)))
         model.prepare()  # the ranked rows, here on a worker thread, not on the event loop
-        item_ids, user_ids = load_ids(self.state.ids_path(model_id, build_id))
+        item_ids, user_ids = load_ids(self.state.fetch(self.state.ids_path(model_id, build_id)))
         with self.state.db(write=False) as conn:
             rows = {r["item_id"]: (r["name"], r["metadata"]) for r in conn.execute(
                 "SELECT item_id, name, metadata FROM catalog_items WHERE model_id = ?",

@@ -2,19 +2,28 @@
 
 Nothing here is mocked. If a service cannot start, the fixture raises with the service's log,
 so the tests fail loudly with the reason instead of being skipped.
+
+``RECOSERVICE_TEST_DATABASE=postgresql`` runs every recoservice of the session on a real
+PostgreSQL server that the session starts (Debian's ``postgresql`` package; a missing server
+fails the session's recoservice fixtures) and stops; each recoservice state folder gets its own
+database, so a restarted service (same folder) finds its records again. Unset or ``sqlite``:
+SQLite files, as in production's default.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from devhost.services import Service, start_azurite, start_recoservice
+from devhost.services import Service, start_azurite, start_postgres, start_recoservice
 
 TEST_KEY = "test-key-" + uuid.uuid4().hex[:8]
 OTHER_KEY = "other-key-" + uuid.uuid4().hex[:8]
@@ -61,6 +70,88 @@ class Reco:
         resp.raise_for_status()
 
 
+TEST_DATABASE = os.environ.get("RECOSERVICE_TEST_DATABASE", "sqlite").strip().lower()
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise RuntimeError("RECOSERVICE_TEST_DATABASE must be sqlite or postgresql")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests of the other backend: with PostgreSQL those that open
+    recoservice's SQLite file themselves, with SQLite those that need a shared database."""
+    other = "sqlite_only" if TEST_DATABASE == "postgresql" else "postgresql_only"
+    kept = [item for item in items if item.get_closest_marker(other) is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
+class Databases:
+    """Where the session's recoservice states live: ``None`` (SQLite in the state folder) or
+    one PostgreSQL database per state folder on the session's server."""
+
+    def __init__(self, server: Service | None) -> None:
+        self.server = server
+        self._made: set[str] = set()
+
+    @property
+    def shared(self) -> bool:
+        return self.server is not None
+
+    def url_for(self, state_dir: Path) -> str | None:
+        """The ``--database`` of a state folder (created on first use)."""
+        if self.server is None:
+            return None
+        import psycopg
+
+        name = "r" + hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:20]
+        if name not in self._made:
+            with psycopg.connect(self.server.extra["url"], autocommit=True,
+                                 password=self.server.extra["password"]) as conn:
+                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                (name,)).fetchone() is None:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+            self._made.add(name)
+        return self.server.extra["url"].rsplit("/", 1)[0] + "/" + name
+
+    def env(self) -> dict[str, str]:
+        """Environment of a recoservice process (the password never goes on argv)."""
+        return {} if self.server is None else {"PGPASSWORD": self.server.extra["password"]}
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    """The session's recoservice databases (see the module docstring)."""
+    if TEST_DATABASE == "sqlite":
+        yield Databases(None)
+        return
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    # In-process States (state_factory) sign in like the service processes: by PGPASSWORD.
+    os.environ["PGPASSWORD"] = server.extra["password"]
+    try:
+        yield Databases(server)
+    finally:
+        server.stop()
+        shutil.rmtree(server.extra["data_dir"], ignore_errors=True)
+
+
+@pytest.fixture
+def state_factory(databases: Databases) -> Iterator[Callable]:
+    """``make(state_dir, **kwargs)``: an in-process ``recoservice.state.State`` on the
+    session's backend; all are closed after the test."""
+    from recoservice.state import State
+
+    made: list[State] = []
+
+    def make(state_dir: Path, **kwargs) -> State:
+        state = State(state_dir, database=databases.url_for(state_dir), **kwargs)
+        made.append(state)
+        return state
+
+    yield make
+    for state in made:
+        state.close()
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = start_azurite(tmp_path_factory.mktemp("azurite"))
@@ -88,10 +179,16 @@ def container(blob_service) -> Iterator:
     client.delete_container()
 
 
-def _start_reco(workdir: Path, faults_routes: bool = True, **kwargs) -> Reco:
-    """Start recoservice for tests: Azurite's loopback host allowed for batch jobs, and the
-    fault routes on (``faults_routes=False`` starts it as in production, without them)."""
+def _start_reco(workdir: Path, databases: Databases, faults_routes: bool = True,
+                **kwargs) -> Reco:
+    """Start recoservice for tests: Azurite's loopback host allowed for batch jobs, the fault
+    routes on (``faults_routes=False`` starts it as in production, without them), its records
+    on the session's backend (``database=`` another URL, e.g. a second replica's)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    database = kwargs.pop("database", None) or databases.url_for(workdir / "state")
+    env = {**databases.env(), **(kwargs.pop("env", None) or {})}
+    if database:
+        env["RECOSERVICE_DATABASE"] = database
     admin_file = workdir / "admin-keys.txt"
     admin_file.write_text(ADMIN_KEY + "\n")
     admin_file.chmod(0o600)
@@ -99,7 +196,7 @@ def _start_reco(workdir: Path, faults_routes: bool = True, **kwargs) -> Reco:
     if faults_routes and kwargs.get("faults") is None:
         extra.append("--faults")
     kwargs["extra_args"] = extra + list(kwargs.get("extra_args") or [])
-    svc = start_recoservice(workdir, keys=[TEST_KEY, OTHER_KEY], **kwargs)
+    svc = start_recoservice(workdir, keys=[TEST_KEY, OTHER_KEY], env=env, **kwargs)
     base = str(svc.extra["base_url"])
     models = requests.get(f"{base}/models", headers={"Ocp-Apim-Subscription-Key": TEST_KEY},
                           timeout=30).json()["models"]
@@ -109,10 +206,11 @@ def _start_reco(workdir: Path, faults_routes: bool = True, **kwargs) -> Reco:
 
 
 @pytest.fixture(scope="session")
-def recoservice(tmp_path_factory: pytest.TempPathFactory, azurite: Service) -> Iterator[Reco]:
+def recoservice(tmp_path_factory: pytest.TempPathFactory, azurite: Service,
+                databases: Databases) -> Iterator[Reco]:
     """One recoservice with the demo and synthetic models, shared by the session (faults
     cleared per use)."""
-    reco = _start_reco(tmp_path_factory.mktemp("recoservice"), demo=True)
+    reco = _start_reco(tmp_path_factory.mktemp("recoservice"), databases, demo=True)
     yield reco
     reco.service.stop()
 
@@ -126,12 +224,12 @@ def reco(recoservice: Reco) -> Iterator[Reco]:
 
 
 @pytest.fixture
-def recoservice_factory(tmp_path: Path, azurite: Service) -> Iterator:
+def recoservice_factory(tmp_path: Path, azurite: Service, databases: Databases) -> Iterator:
     """Start private recoservice instances (for restart tests); all are stopped afterwards."""
     started: list[Reco] = []
 
     def start(workdir: Path | None = None, **kwargs) -> Reco:
-        reco = _start_reco(workdir or tmp_path / f"reco{len(started)}", **kwargs)
+        reco = _start_reco(workdir or tmp_path / f"reco{len(started)}", databases, **kwargs)
         started.append(reco)
         return reco
 

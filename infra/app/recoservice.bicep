@@ -2,8 +2,9 @@
 // subscription key from Key Vault (secret reference with the identity), HTTPS-only ingress on
 // the port the Dockerfile serves, and batch jobs allowed to reach only this deployment's blob
 // host. State: stateMode 'ephemeral' keeps SQLite and the built models on an EmptyDir volume
-// of the single replica (what recoservice supports today); 'postgres' passes the database and
-// artifacts locations for recoservice's --database/--artifacts option and scales out.
+// of the single replica (lost on restart); 'postgres' passes the database and artifacts
+// locations for recoservice's --database/--artifacts options (Entra sign-in to PostgreSQL with
+// the identity in AZURE_CLIENT_ID) and scales out.
 param location string
 param tags object
 param registryName string
@@ -37,6 +38,8 @@ var acrPullRoleId = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 var postgresEnv = (stateMode == 'postgres') ? [
   { name: 'RECOSERVICE_DATABASE', value: databaseUrl }
   { name: 'RECOSERVICE_ARTIFACTS', value: artifactsUrl }
+  // No database password exists: each connection signs in with an Entra token.
+  { name: 'RECOSERVICE_DATABASE_AUTH', value: 'entra' }
 ] : []
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
@@ -192,7 +195,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
       ]
       scale: {
         minReplicas: 1
-        // Each replica has its own SQLite state until the database option lands: exactly one.
+        // SQLite on an EmptyDir is one replica's own state: exactly one outside postgres mode.
         maxReplicas: (stateMode == 'postgres') ? maxReplicas : 1
       }
     }

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import requests
 
 
@@ -29,6 +30,34 @@ def test_serve_without_a_key_refuses_to_start(tmp_path):
 
     assert proc.returncode == 2
     assert "--key" in proc.stderr
+
+
+def test_a_database_password_on_the_command_line_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recoservice", "serve", "--port", "1",
+                           "--state-dir", str(tmp_path), "--key", "k", "--database",
+                           "postgresql://reco:s3cret@127.0.0.1:1/reco"],
+                          capture_output=True, text=True, timeout=60)
+
+    assert proc.returncode == 2
+    assert "PGPASSWORD" in proc.stderr
+    assert "s3cret" not in proc.stderr
+
+
+def test_an_unknown_database_scheme_is_refused_naming_the_option(tmp_path):
+    from recoservice.database import open_database
+
+    with pytest.raises(ValueError, match="--database"):
+        open_database("mysql://x/y", tmp_path)
+
+
+def test_a_sqlite_url_names_the_database_file(tmp_path):
+    from recoservice.database import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'elsewhere.db'}", tmp_path / "state")
+
+    assert (tmp_path / "elsewhere.db").exists()
+    assert not (tmp_path / "state" / "recoservice.db").exists()
+    assert db.schema_version() >= 2
 
 
 def test_batch_routes_are_mounted_under_the_v4_prefix(recoservice):

@@ -13,6 +13,8 @@ import pytest
 import requests
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
+from recoservice.state import RESTART_MESSAGE
+
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
@@ -438,6 +440,7 @@ def test_running_job_is_failed_after_a_restart(recoservice_factory, container, t
     op = get_op(second, f"{second.base_url}/operations/{op_id}")
 
     assert op["status"] == "Failed"
+    assert op["message"] == RESTART_MESSAGE
     listing = requests.get(f"{second.base_url}/batchjobs", headers=second.headers(), timeout=30)
     job = next(j for j in listing.json()["batchJobs"] if j["id"] == resp.json()["batchId"])
     assert job["status"] == "Failed" and job["endedAt"]

@@ -7,6 +7,7 @@ arrives between two steps.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from recoservice.state import State
 class RecordingState(State):
     """The real State, remembering each operation update (and optionally cancelling)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
+    def __init__(self, state_dir: Path, database: str | None) -> None:
+        super().__init__(state_dir, database=database)
         self.updates: list[dict[str, Any]] = []
         self.cancel_when: Any = None
 
@@ -40,15 +41,19 @@ class RecordingState(State):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def demo(tmp_path_factory: pytest.TempPathFactory, databases) -> Iterator[tuple[Path, str]]:
     """A state dir with the built demo model (built once for the module)."""
     state_dir = tmp_path_factory.mktemp("runner-state")
-    return state_dir, ensure_demo(State(state_dir))
+    state = State(state_dir, database=databases.url_for(state_dir))
+    yield state_dir, ensure_demo(state)
+    state.close()
 
 
 @pytest.fixture
-def state(demo: tuple[Path, str]) -> RecordingState:
-    return RecordingState(demo[0])
+def state(demo: tuple[Path, str], databases) -> Iterator[RecordingState]:
+    state = RecordingState(demo[0], databases.url_for(demo[0]))
+    yield state
+    state.close()
 
 
 def _loc(container: Any, blob: str, permission: str) -> dict[str, str]:

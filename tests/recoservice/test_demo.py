@@ -114,6 +114,7 @@ def test_demo_is_idempotent_across_restarts(recoservice_factory, tmp_path):
     assert restart_seconds < 30
 
 
+@pytest.mark.sqlite_only
 def test_an_older_demo_model_is_renamed_and_a_new_one_built(recoservice_factory, tmp_path):
     first = recoservice_factory(tmp_path / "svc", demo=True)
     old_id = first.demo_model_id

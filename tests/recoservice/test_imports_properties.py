@@ -26,6 +26,7 @@ def test_processed_equals_imported_plus_errors(catalog: str, usage: str):
 
         results = [(catalog, import_catalog(state, model_id, catalog.encode(), "c")),
                    (usage, import_usage(state, model_id, usage.encode(), "u")[0])]
+        state.close()
 
     for text, stats in results:
         body = stats.to_json()

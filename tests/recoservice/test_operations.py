@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
+import pytest
 import requests
 from reco_api_helpers import TINY_CATALOG, TINY_USAGE, build, create_model, upload
 
@@ -66,6 +67,7 @@ def test_status_fault_rule_answers_before_the_operation(reco):
     assert healthy.status_code == 200
 
 
+@pytest.mark.sqlite_only
 def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservice_factory,
                                                                       tmp_path):
     workdir = tmp_path / "svc"
@@ -108,6 +110,7 @@ def test_restart_keeps_models_and_builds_and_fails_running_operations(recoservic
     assert rebuilt["result"]["buildId"] > build_id + 1
 
 
+@pytest.mark.sqlite_only
 def test_subscription_key_is_not_stored_in_the_state_database(recoservice_factory, tmp_path,
                                                                dump_sqlite):
     workdir = tmp_path / "svc"
@@ -125,6 +128,7 @@ def test_subscription_key_is_not_stored_in_the_state_database(recoservice_factor
     assert owner.status_code == 200
 
 
+@pytest.mark.sqlite_only
 def test_keys_stored_by_an_older_version_are_hashed_at_start(recoservice_factory, tmp_path):
     workdir = tmp_path / "svc"
     first = recoservice_factory(workdir, demo=False)

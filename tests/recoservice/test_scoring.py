@@ -16,8 +16,8 @@ from recoservice.state import State
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> tuple[State, str]:
-    state = State(tmp_path)
+def built(tmp_path: Path, state_factory) -> tuple[State, str]:
+    state = state_factory(tmp_path)
     model_id = create_model(state, "tiny")["id"]
     import_catalog(state, model_id, TINY_CATALOG.encode(), "c")
     import_usage(state, model_id, TINY_USAGE.encode(), "u")
