@@ -46,7 +46,7 @@ def _stage(work: ContainerClient, results: BlobClient, instance: str, work_id: s
     """Stage a succeeded chunk's part from its output (when verify did not, or it was lost,
     or the chunk is reused by a re-run)."""
     output = storage.open_reader_if_exists(
-        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)))
+        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)), read_ahead=2)
     if output is None:
         raise StorageError(f"{chunk}: the job's output blob is missing.")
     with output:

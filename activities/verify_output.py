@@ -34,7 +34,7 @@ def run(payload: dict) -> dict:
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)
     output = storage.open_reader_if_exists(
-        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)))
+        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)), read_ahead=2)
     if output is None:
         return {"present": False, "valid": False, "results": 0,
                 "message": f"{chunk}: the job's output blob is not there (yet)."}

@@ -33,7 +33,9 @@ import base64
 import csv
 import hashlib
 import io
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -46,6 +48,7 @@ from recobatch.storage import BLOCK_SIZE, safe_error
 
 HEAD, SEPARATOR, FOOT = b'{"results":[', b",", b"]}"
 BLOCK_BYTES = BLOCK_SIZE  # a part's blocks are this big (the last one smaller)
+STAGE_THREADS = 3  # Put Block calls of one part in flight at once
 RESULTS_CONTENT_TYPE = "application/json"
 CSV_HEADER = ("index", "rank", "itemId", "score")
 
@@ -210,20 +213,32 @@ def stage_chunk(blob: BlobClient, tag: str, chunk: int, indices: list[int],
     """
     buffer = bytearray()
     blocks = size = 0
+    # Blocks upload in threads while the next ones are encoded (Azure and Azurite take
+    # parallel Put Block calls); at most STAGE_THREADS wait, so memory stays a few blocks.
+    pool = ThreadPoolExecutor(max_workers=STAGE_THREADS, thread_name_prefix="stage-block")
+    pending: deque[Future[None]] = deque()
 
     def flush() -> None:
         nonlocal blocks, size
-        _stage(blob, block_id(tag, _chunk_part(chunk), blocks), bytes(buffer))
+        while len(pending) >= STAGE_THREADS:
+            pending.popleft().result()
+        pending.append(pool.submit(_stage, blob, block_id(tag, _chunk_part(chunk), blocks),
+                                   bytes(buffer)))
         blocks += 1
         size += len(buffer)
         buffer.clear()
 
-    for piece in _records(output, indices, name, fmt, metadata):
-        buffer += piece
-        if len(buffer) >= BLOCK_BYTES:
+    try:
+        for piece in _records(output, indices, name, fmt, metadata):
+            buffer += piece
+            if len(buffer) >= BLOCK_BYTES:
+                flush()
+        if buffer:
             flush()
-    if buffer:
-        flush()
+        while pending:
+            pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return StagedPart(chunk=chunk, results=len(indices), blocks=blocks, size=size)
 
 

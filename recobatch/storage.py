@@ -376,9 +376,16 @@ def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
     return io.BufferedReader(BlobReader(blob, etag), buffer_size=64 * 1024)
 
 
-def open_reader_if_exists(blob: BlobClient) -> io.BufferedReader | None:
-    """Like :func:`open_reader`, but ``None`` when the blob does not exist."""
+def open_reader_if_exists(blob: BlobClient, read_ahead: int = 0) -> io.BufferedReader | None:
+    """Like :func:`open_reader`, but ``None`` when the blob does not exist.
+
+    ``read_ahead`` > 0 keeps that many 4 MiB ranges downloading while the caller reads
+    (:class:`ReadAheadBlobReader`), for whole-blob sequential reads of large blobs.
+    """
     try:
+        if read_ahead:
+            return io.BufferedReader(ReadAheadBlobReader(blob, None, read_ahead, 2 * READ_RANGE),
+                                     buffer_size=64 * 1024)
         return open_reader(blob)
     except StorageError:
         if not exists(blob):
