@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--window", type=int, default=1,
+                        help="RECO_MAX_CONCURRENT_JOBS: chunks in flight (the service still "
+                             "runs one job at a time and answers 409 to the others)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.requests.split(",") if s.strip()]
 
@@ -125,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     workdir.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f} at start")
+    print(f"window {args.window} chunk(s) in flight; machine: {os.cpu_count()} cores, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")
     started: list[Service] = []
     try:
         # The in-process reference uses the same demo model and the same requests.
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         model_id = _demo_model_id(str(reco.extra["base_url"]), key)
         settings = app_settings(azurite, reco, key, model_id)
         settings["DEVHOST_MASTER_KEY"] = secrets.token_hex(16)
+        settings["RECO_MAX_CONCURRENT_JOBS"] = str(args.window)
         devhost = start_devhost(REPO_ROOT, workdir / "devhost", settings)
         started.append(devhost)
         blob_service = BlobServiceClient.from_connection_string(settings["AzureWebJobsStorage"])
