@@ -1,6 +1,7 @@
 """Activity ``verify_output``: is a chunk's output there and fit, and stage its results part.
 
-Input ``{instanceId, chunk, inputName, format?, includeMetadata?, workId?}`` (``workId``: whose
+Input ``{instanceId, chunk, inputName, format?, includeMetadata?, workId?, stage?}``
+(``stage: false``: presence only, answered ``{present, valid, staged: false}``) (``workId``: whose
 work folder holds the chunk, the run's own when absent) (``format``: the job's
 ``outputFormat``, ``json`` when absent); output ``{present, valid, results, message, part}``:
 valid means JSON ``{"results": [...]}`` with one result per request of the chunk. In the same
@@ -33,8 +34,16 @@ def run(payload: dict) -> dict:
     settings = get_settings()
     service = storage.service_client(settings)
     work = service.get_container_client(settings.work_container)
-    output = storage.open_reader_if_exists(
-        work.get_blob_client(naming.chunk_output_blob(work_id, chunk)), read_ahead=2)
+    output_blob = work.get_blob_client(naming.chunk_output_blob(work_id, chunk))
+    if payload.get("stage") is False:
+        # Presence only: the chunk's job slot is released at once, and the batch
+        # orchestrator validates and stages the output (this activity again) beside the next
+        # chunk's job.
+        if not storage.exists(output_blob):
+            return {"present": False, "valid": False, "results": 0,
+                    "message": f"{chunk}: the job's output blob is not there (yet)."}
+        return {"present": True, "valid": True, "results": 0, "message": "", "staged": False}
+    output = storage.open_reader_if_exists(output_blob, read_ahead=2)
     if output is None:
         return {"present": False, "valid": False, "results": 0,
                 "message": f"{chunk}: the job's output blob is not there (yet)."}

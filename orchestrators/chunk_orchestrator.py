@@ -137,6 +137,8 @@ def _verify(run: ChunkRun) -> Gen:
     """Check the output blob, waiting a little while it is not there yet."""
     payload = {"instanceId": run.instance_id, "chunk": run.chunk,
                "inputName": run.args["inputName"], **run.output_fields()}
+    if run.args.get("stage") is False:
+        payload["stage"] = False  # presence only: the batch orchestrator stages it
     for attempt in range(VERIFY_ATTEMPTS):
         try:
             found = yield run.context.call_activity(verify_output, payload)
@@ -145,9 +147,12 @@ def _verify(run: ChunkRun) -> Gen:
             return run.result(FAILED, sentence, code=code)
         if found.get("present"):
             if found.get("valid"):
-                return run.result(SUCCEEDED, found.get("message") or "",
-                                  results=int(found.get("results") or 0),
-                                  part=found.get("part"))
+                outcome = run.result(SUCCEEDED, found.get("message") or "",
+                                     results=int(found.get("results") or 0),
+                                     part=found.get("part"))
+                if found.get("staged") is False:
+                    outcome["staged"] = False  # validated and staged by the batch orchestrator
+                return outcome
             return run.result(FAILED, found.get("message") or "the output is not valid.",
                               code=errors.OUTPUT_INVALID)
         if attempt + 1 < VERIFY_ATTEMPTS:

@@ -20,8 +20,10 @@ from typing import Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState
 
+from activities import verify_output
 from orchestrators.blueprint import CANCEL_EVENT
 from orchestrators.chunk_orchestrator import chunk_orchestrator
+from orchestrators.chunk_run import output_fields
 from orchestrators.failures import reason
 from orchestrators.progress import Progress
 from recobatch import errors, naming
@@ -50,26 +52,29 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
     work = {"workId": args["workId"]} if rerun and args.get("workId") else {}
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
     running: dict[Any, str] = {}  # task -> chunk name
+    staging: dict[Any, str] = {}  # verify_output task -> chunk name (outside the window)
+    started: list = []  # tasks made since the last race, handed over to the host first
     cancelled = False
-    while queue or running:
-        started = []
+    while queue or running or staging:
         while queue and len(running) < window and not cancelled:
             name = queue.pop(0)
             child_id = naming.chunk_orchestration_id(context.instance_id, name)
             task = context.call_sub_orchestrator(
                 chunk_orchestrator, {"instanceId": context.instance_id, "chunk": name,
                                      "inputName": args["name"], "job": prep.get("job") or {},
-                                     "settings": chunk_settings, **work},
+                                     "settings": chunk_settings, "stage": False, **work},
                 child_id, expected_type=dict)  # the handle's own annotation says str
             running[task] = name
             started.append(task)
             progress.running[name] = child_id
         context.set_custom_status(progress.status())
-        if not running:
+        pending = list(running) + list(staging)
+        if not pending:
             break
-        if started and len(started) < len(running):
+        if started and len(started) < len(pending):
             yield from _hand_over(context, started)
-        winner = yield context.task_any(list(running) + ([] if cancelled else [cancel]))
+        started = []
+        winner = yield context.task_any(pending + ([] if cancelled else [cancel]))
         if winner is cancel:
             if not context.is_replaying:
                 logging.info("%s cancel requested", context.instance_id)
@@ -78,9 +83,20 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
         for task in [t for t in running if t.is_completed]:
             name = running.pop(task)
             progress.running.pop(name)
-            progress.results[name] = _chunk_result(task, name)
+            result = progress.results[name] = _chunk_result(task, name)
             if rerun:
-                progress.results[name]["reused"] = False
+                result["reused"] = False
+            if result.get("status") == "Succeeded" and result.pop("staged", None) is False:
+                # The job slot is free: the next chunk's job runs while this one's output is
+                # validated and staged as its part of the results.
+                stage = context.call_activity(verify_output, {
+                    "instanceId": context.instance_id, "chunk": name, "inputName": args["name"],
+                    **output_fields(prep.get("job") or {}), **work})
+                staging[stage] = name
+                started.append(stage)
+        for task in [t for t in staging if t.is_completed]:
+            name = staging.pop(task)
+            progress.results[name] = _staged(progress.results[name], task)
     for name in queue:  # never started because of the cancel
         progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
                                   "operationId": None, "message": "not started: run cancelled.",
@@ -94,6 +110,18 @@ def _hand_over(context: df.DurableOrchestrationContext, started: list) -> Gen:
     yield context.task_any([*started, now])
     if not now.is_completed:
         now.cancel()
+
+
+def _staged(result: dict, task: Any) -> dict:
+    """A chunk's result once its output was validated and staged (or found unfit)."""
+    found = task.result if task.state is TaskState.SUCCEEDED else None
+    if isinstance(found, dict) and found.get("valid"):
+        return {**result, "results": int(found.get("results") or 0), "part": found.get("part")}
+    if isinstance(found, dict):
+        return {**result, "status": "Failed", "code": errors.OUTPUT_INVALID,
+                "message": found.get("message") or "the output is not valid."}
+    code, sentence = reason(task.result)
+    return {**result, "status": "Failed", "code": code, "message": sentence}
 
 
 def _chunk_result(task: Any, name: str) -> dict:

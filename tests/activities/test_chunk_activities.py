@@ -145,3 +145,18 @@ def test_check_operation_reports_the_run_s_cancel_flag_without_asking_the_servic
         "NotStarted", "Running", "Succeeded")
     assert after == {"status": None, "percentComplete": None, "message": "",
                      "cancelRequested": True}
+
+
+def test_verify_output_for_presence_only_reads_nothing_and_stages_nothing(reco, containers,
+                                                                          prepared):
+    answer = submit("rb-chunk", "chunk-00001", prepared["job"])
+    wait_operation(answer["operationId"])
+
+    found = verify_output({"instanceId": "rb-chunk", "chunk": 1, "inputName": "in.json",
+                           "stage": False})
+
+    assert found == {"present": True, "valid": True, "results": 0, "message": "",
+                     "staged": False}
+    assert not containers["output"].exists() or \
+        not list(containers["output"].list_blobs(name_starts_with="in.json/",
+                                                 include=["uncommittedblobs"]))

@@ -87,7 +87,7 @@ def test_window_of_three_starts_three_chunks_with_their_settings(batch_run):
     assert [item.instance_id for item in started] == CHUNK_IDS[:3]
     assert started[0].input == {
         "instanceId": RUN_ID, "chunk": "chunk-00001", "inputName": "daily/requests.json",
-        "job": prepared(1)["job"],
+        "job": prepared(1)["job"], "stage": False,
         "settings": {"pollInitial": 2, "pollMax": 30, "timeoutMinutes": 30}}
 
 
@@ -480,3 +480,55 @@ def test_a_refused_merge_is_not_retried(batch_run):
 
     assert run.names().count("merge_results") == 1
     assert marker_of(run)["marker"]["code"] == "InvalidInput"
+
+
+def _awaiting_stage(item) -> dict:
+    """A chunk whose job succeeded and whose output is there, left for the run to stage."""
+    return {**chunk_done(item), "results": 0, "staged": False}
+
+
+def test_a_finished_jobs_output_is_staged_beside_the_next_chunks_job(batch_run):
+    run = batch_run(maxConcurrentJobs=1)
+    run.episode()
+    run.complete(run.only(name="prepare_batch"), prepared(2))
+    run.episode()
+    first = run.only(kind="suborchestration")
+
+    run.complete(first, _awaiting_stage(first))
+    run.episode()
+
+    # window 1: the second chunk's job starts while the first chunk's output is staged
+    assert [i.instance_id for i in run.waiting("suborchestration")] == CHUNK_IDS[1:2]
+    stage = run.only(name="verify_output")
+    assert stage.input == {"instanceId": RUN_ID, "chunk": "chunk-00001",
+                           "inputName": "daily/requests.json"}
+    part = {"chunk": 1, "results": 10, "blocks": 1, "size": 99}
+    run.complete(stage, {"present": True, "valid": True, "results": 10, "message": "",
+                         "part": part})
+    second = run.only(kind="suborchestration")
+    run.complete(second, chunk_done(second))  # staged by its own chunk (a part-less answer)
+    run.episode()
+
+    merge = json.loads([a for a in run.actions
+                        if a.get("functionName") == "merge_results"][-1]["input"])
+    assert merge["chunks"][0] == {"name": "chunk-00001", "status": "Succeeded", "part": part}
+    assert "staged" not in json.dumps(run.custom_status)
+
+
+def test_an_output_found_unfit_when_staged_fails_its_chunk_with_output_invalid(batch_run):
+    run = batch_run(maxConcurrentJobs=1)
+
+    def respond(item, _run):
+        if item.name == "chunk_orchestrator":
+            return _awaiting_stage(item)
+        if item.name == "verify_output":
+            return {"present": True, "valid": False, "results": 0,
+                    "message": f"{item.input['chunk']}: the job's output holds 3 results"}
+        return batch_responder(2)(item, _run)
+
+    drive(run, respond)
+
+    payload = marker_of(run)
+    assert payload["marker"]["code"] == errors.OUTPUT_INVALID
+    assert run.names().count("verify_output") == 2
+    assert all(c["status"] == "Failed" for c in payload["marker"]["failedChunks"])

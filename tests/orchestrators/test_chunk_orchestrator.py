@@ -355,3 +355,15 @@ def test_a_cancel_flag_seen_by_a_poll_cancels_the_job_and_stops(chunk_run):
     assert checks == [{"operationId": "op-1", "instanceId": RUN_ID}] * 2
     assert run.names()[-1] == "cancel_operation"
     assert run.output["status"] == "Cancelled" and run.output["operationId"] == "op-1"
+
+
+def test_a_chunk_told_not_to_stage_asks_for_presence_only_and_says_so(chunk_run):
+    run = chunk_run()
+    run.input["stage"] = False
+
+    drive(run, chunk_responder(checks=[SUCCEEDED], verify=[
+        {"present": True, "valid": True, "results": 0, "message": "", "staged": False}]))
+
+    verify = [a for a in run.actions if a.get("functionName") == "verify_output"][-1]
+    assert json.loads(verify["input"])["stage"] is False
+    assert run.output["status"] == "Succeeded" and run.output["staged"] is False
