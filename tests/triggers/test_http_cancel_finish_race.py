@@ -10,27 +10,10 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 import requests
+from trigger_helpers import StatusPause
 
 from triggers.http_cancel import _cancel
 from triggers.http_common import HttpError
-
-
-class FinishAfterFirstLook:
-    """A durable client whose first ``get_status`` answer is handed back only after
-    ``finish()`` has let the run complete."""
-
-    def __init__(self, client: df.DurableOrchestrationClient, finish) -> None:
-        self._client, self._finish, self._calls = client, finish, 0
-
-    async def get_status(self, instance_id: str):
-        status = await self._client.get_status(instance_id)
-        self._calls += 1
-        if self._calls == 1:
-            self._finish()
-        return status
-
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
 
 
 @pytest.fixture
@@ -57,7 +40,7 @@ def test_cancel_racing_completion_is_409(app_env, reco, demo_items):
         app_env.wait_done(instance_id)
         time.sleep(0.2)
 
-    client = FinishAfterFirstLook(df.DurableOrchestrationClient(app_env.binding_json()),
+    client = StatusPause(df.DurableOrchestrationClient(app_env.binding_json()),
                                   the_run_finishes)
     req = func.HttpRequest("POST", f"{app_env.api}/batches/{instance_id}/cancel", body=b"",
                            route_params={"id": instance_id})

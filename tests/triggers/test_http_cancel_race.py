@@ -16,6 +16,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 import requests
+from trigger_helpers import StatusPause
 
 from recobatch import naming
 from triggers.http_cancel import _cancel
@@ -36,23 +37,6 @@ def _until(what: str, check, timeout: float = 60):
             return found
         time.sleep(0.2)
     raise AssertionError(f"gave up waiting for {what}")
-
-
-class StatusPause:
-    """A durable client whose first ``get_status`` answer is handed back only after ``pause``."""
-
-    def __init__(self, client: df.DurableOrchestrationClient, pause) -> None:
-        self._client, self._pause, self._calls = client, pause, 0
-
-    async def get_status(self, instance_id: str):
-        status = await self._client.get_status(instance_id)
-        self._calls += 1
-        if self._calls == 1:
-            self._pause()
-        return status
-
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
 
 
 @pytest.fixture
