@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,6 +34,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
+from _jobs import batch_job_body  # noqa: E402
 from recoservice_scoring import make_requests, synthetic_usage  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-single", action="store_true")
     args = parser.parse_args(argv)
 
-    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+    from azure.storage.blob import BlobServiceClient
 
     from devhost.services import start_azurite, start_recoservice
     from recoservice import synth
@@ -159,21 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                 container = service.create_container("bench")
                 container.upload_blob("job/input.json", json.dumps(doc).encode())
 
-                def where(blob: str, permission: str) -> dict:
-                    token = generate_blob_sas(
-                        account_name=service.account_name, container_name="bench",
-                        blob_name=blob, account_key=service.credential.account_key,
-                        permission=BlobSasPermissions.from_string(permission),
-                        expiry=datetime.now(UTC) + timedelta(hours=2))
-                    return {"authenticationType": "PublicOrSas",
-                            "baseLocation": container.url.rsplit("/", 1)[0] + "/",
-                            "relativeLocation": f"bench/{blob}", "sasBlobToken": "?" + token}
-
-                body = {"input": where("job/input.json", "r"),
-                        "output": where("job/output.json", "cw"),
-                        "error": where("job/errors.txt", "cw"),
-                        "job": {"apiName": "ItemRecommend", "modelId": model_id,
-                                "numberOfResults": 10, "includeMetadata": False}}
+                body = batch_job_body(service, container, model_id)
                 for run in ("first job (loads the build)", "second job (build cached)"):
                     started = time.perf_counter()
                     status, headers, answer = client.json("POST", "/batchjobs", body)

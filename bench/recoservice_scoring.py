@@ -166,10 +166,10 @@ def run_reference(python: Path, usage: Usage, indptr, indices, params: SarParams
 def batch_job_figures(n_items: int, n_users: int, seed: int, indptr, indices, k: int) -> None:
     """Time one batch job end to end: Azurite + recoservice, build, submit, poll, read output."""
     import uuid
-    from datetime import UTC, datetime, timedelta
 
     import requests
-    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+    from _jobs import batch_job_body
+    from azure.storage.blob import BlobServiceClient
 
     from devhost.services import start_azurite, start_recoservice
     from recoservice import synth
@@ -224,21 +224,8 @@ def batch_job_figures(n_items: int, n_users: int, seed: int, indptr, indices, k:
             container = service.create_container("bench")
             container.upload_blob("job/input.json", json.dumps(doc).encode(), overwrite=True)
 
-            def where(blob: str, permission: str) -> dict:
-                token = generate_blob_sas(
-                    account_name=service.account_name, container_name="bench", blob_name=blob,
-                    account_key=service.credential.account_key,
-                    permission=BlobSasPermissions.from_string(permission),
-                    expiry=datetime.now(UTC) + timedelta(hours=2))
-                return {"authenticationType": "PublicOrSas",
-                        "baseLocation": container.url.rsplit("/", 1)[0] + "/",
-                        "relativeLocation": f"bench/{blob}", "sasBlobToken": "?" + token}
-
-            body = {"input": where("job/input.json", "r"),
-                    "output": where("job/output.json", "cw"),
-                    "error": where("job/errors.txt", "cw"),
-                    "job": {"apiName": "ItemRecommend", "modelId": model_id,
-                            "numberOfResults": k, "includeMetadata": False, "minimalScore": 0.0}}
+            body = batch_job_body(service, container, model_id, numberOfResults=k,
+                                  minimalScore=0.0)
             started = time.perf_counter()
             resp = requests.post(f"{base}/batchjobs", json=body, headers=headers, timeout=60)
             resp.raise_for_status()
