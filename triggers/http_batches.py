@@ -1,5 +1,5 @@
-"""HTTP API: ``POST /api/batches`` (start a run), ``GET /api/batches/{id}`` (its progress) and
-``GET /api/batches`` (every run).
+"""HTTP API: ``POST /api/batches`` (start a run), ``GET /api/batches/{id}`` (its progress and,
+once it ended, its marker) and ``GET /api/batches`` (every run).
 
 Inline requests are first saved to the input container as ``http/<content hash>.json`` (job
 overrides as the file's top-level ``"job"``), so every run starts from a blob and the blob
@@ -25,7 +25,7 @@ from azure.storage.blob import ContentSettings
 from recobatch import errors, naming, storage
 from recobatch.errors import InputError, StorageError
 from recobatch.jobspec import JobSettings
-from recobatch.limits import bounded
+from recobatch.limits import bounded, safe_text
 from recobatch.settings import Settings
 from triggers.blueprint import bp
 from triggers.http_common import (
@@ -43,6 +43,11 @@ from triggers.starting import ORCHESTRATOR, exists, run_input, start_once
 
 log = logging.getLogger(__name__)
 INLINE_PREFIX = "http/"
+TERMINAL = ("Completed", "Failed", "Terminated", "Canceled")
+# A marker is read only this far (a larger one is answered as too large, never parsed) and
+# lists at most this many chunks in the answer (``chunksTotal`` says how many there are).
+MAX_MARKER_BYTES = 1_048_576
+MAX_MARKER_CHUNKS = 1000
 
 
 def _storage_failed(what: str, exc: Exception) -> HttpError:
@@ -163,14 +168,84 @@ async def get_batch(req: func.HttpRequest,
     if status.runtime_status is None:
         return HttpError(404, "NotFound", f"no batch run with id {instance_id!r}.").response()
     progress = custom_status_of(status)
+    name = run_name(progress)
+    marker = None
+    if name is not None and status.runtime_status.value in TERMINAL:
+        try:
+            marker = await asyncio.to_thread(_read_marker, settings_or_error(), instance_id, name)
+        except HttpError as exc:
+            return exc.response()
+        except (AzureError, StorageError) as exc:
+            return _storage_failed("reading the run's marker", exc).response()
     return json_response({
         "instanceId": instance_id, "runtimeStatus": status.runtime_status.value,
         "createdTime": _iso(status.created_time), "lastUpdatedTime": _iso(status.last_updated_time),
+        "name": name,
         "progress": {"phase": progress.get("phase"), "requests": progress.get("requests"),
                      "chunks": progress.get("chunks"),
                      "runningChunks": progress.get("runningChunks", []),
                      "output": progress.get("output")},
-        "result": _result(status)})
+        "result": _result(status), "marker": marker})
+
+
+def run_name(progress: dict) -> str | None:
+    """The run's input blob name, from its output folder ``<container>/<name>/`` (the custom
+    status names it from the start); ``None`` before the run first reported progress."""
+    output = str(progress.get("output") or "")
+    if "/" not in output:
+        return None
+    return output.split("/", 1)[1].rstrip("/") or None
+
+
+def _read_marker(settings: Settings, instance_id: str, name: str) -> dict | None:
+    """This run's marker in its output folder, shaped by :func:`marker_view`; ``None`` when
+    there is none or the one there is another run's (a later upload or a re-run)."""
+    container = storage.service_client(settings).get_container_client(settings.output_container)
+    for blob_name in (naming.success_marker_blob(name), naming.failed_marker_blob(name)):
+        blob = container.get_blob_client(blob_name)
+        try:
+            data = blob.download_blob(offset=0, length=MAX_MARKER_BYTES + 1).readall()
+        except ResourceNotFoundError:
+            continue
+        if len(data) > MAX_MARKER_BYTES:
+            return {"kind": None, "tooLarge": True, "maxBytes": MAX_MARKER_BYTES}
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("instanceId") == instance_id:
+            return marker_view(doc)
+    return None
+
+
+def _text(value: object) -> str | None:
+    return safe_text(value) if isinstance(value, str) else None
+
+
+def marker_view(doc: dict) -> dict:
+    """What the API shows of a marker: kind, code and message, counts, times, the chunks
+    (name, status, operation id, duration, results; at most ``MAX_MARKER_CHUNKS``) and the
+    outputs (name, size). Only these fields, each of a known type: never the job settings,
+    the input's ETag or anything else a marker may grow."""
+    chunks = [c for c in doc.get("chunks") or [] if isinstance(c, dict)]
+    outputs = doc.get("outputs") if doc.get("kind") == "success" else doc.get("partialResults")
+    counts = doc.get("counts") if isinstance(doc.get("counts"), dict) else {}
+    return {
+        "kind": _text(doc.get("kind")), "code": _text(doc.get("code")),
+        "message": _text(doc.get("message")), "rerunOf": _text(doc.get("rerunOf")),
+        "counts": {k: v for k, v in counts.items() if isinstance(v, int)},
+        "startedAt": _text(doc.get("startedAt")), "endedAt": _text(doc.get("endedAt")),
+        "chunksTotal": len(chunks),
+        "chunks": [{"name": _text(c.get("name")), "status": _text(c.get("status")),
+                    "operationId": _text(c.get("operationId")),
+                    "durationSeconds": c.get("durationSeconds")
+                    if isinstance(c.get("durationSeconds"), int | float) else None,
+                    "results": c.get("results") if isinstance(c.get("results"), int) else None,
+                    "message": _text(c.get("message")), "reused": c.get("reused") is True}
+                   for c in chunks[:MAX_MARKER_CHUNKS]],
+        "outputs": [{"name": _text(o.get("name")),
+                     "size": o.get("size") if isinstance(o.get("size"), int) else None}
+                    for o in outputs or [] if isinstance(o, dict)][:16]}
 
 
 def _result(status: Status) -> dict | None:
@@ -204,6 +279,8 @@ async def list_batches(req: func.HttpRequest,
         runs.append({"instanceId": status.instance_id,
                      "name": output.split("/", 1)[-1].rstrip("/") or status.instance_id,
                      "runtimeStatus": status.runtime_status.value,
-                     "createdTime": _iso(status.created_time), "customStatus": progress})
+                     "createdTime": _iso(status.created_time),
+                     "lastUpdatedTime": _iso(status.last_updated_time),
+                     "customStatus": progress})
     runs.sort(key=lambda r: r["createdTime"] or "", reverse=True)
     return json_response({"runs": runs})
