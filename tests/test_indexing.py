@@ -43,7 +43,7 @@ def test_every_function_of_the_app_is_indexed_with_its_trigger():
         "start_batch_from_blob": "blobTrigger", "start_batch": "httpTrigger",
         "get_batch": "httpTrigger", "list_batches": "httpTrigger",
         "cancel_batch": "httpTrigger", "rerun_batch": "httpTrigger",
-        "batch_orchestrator": "orchestrationTrigger",
+        "status_page": "httpTrigger", "batch_orchestrator": "orchestrationTrigger",
         "chunk_orchestrator": "orchestrationTrigger", "prepare_batch": "activityTrigger",
         "submit_chunk": "activityTrigger", "check_operation": "activityTrigger",
         "verify_output": "activityTrigger", "cancel_operation": "activityTrigger",
