@@ -6,10 +6,10 @@ PORT ?= 7071
 
 FLOOR_VENV := .venv-floor
 
-.PHONY: help setup shellcheck postgresql test test-floor lint run demo bench clean
+.PHONY: help setup shellcheck postgresql chromium test test-floor lint run demo bench clean
 
 help:
-	@echo "make test   - set up .venv, Azurite, PostgreSQL and the infra checkers, run ruff and every test (what CI runs)"
+	@echo "make test   - set up .venv, Azurite, PostgreSQL, Chromium and the infra checkers, run ruff and every test (what CI runs)"
 	@echo "make test-floor - replay and indexing tests on the lowest versions requirements.txt allows"
 	@echo "make run    - start Azurite + recoservice (--demo) + devhost locally"
 	@echo "make demo   - like run, then submit the samples, wait, print the results, stop"
@@ -54,7 +54,20 @@ postgresql:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "the PostgreSQL server is not installed (apt-get install postgresql): the PostgreSQL run of tests/recoservice will fail"; fi; }
 
-setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) shellcheck postgresql
+# Headless Chromium and its matching driver (tests/ui drive the status page with Selenium) from
+# Debian's packages when root; elsewhere setup stops here, naming them: the page is never left
+# untested silently.
+chromium:
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null; \
+	  fi; \
+	  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+	    echo "make setup: /usr/bin/chromium and /usr/bin/chromedriver are needed by tests/ui (the status page in a headless browser); install them as root: apt-get install --no-install-recommends chromium chromium-driver" >&2; \
+	    exit 1; }; }
+
+setup: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) shellcheck postgresql chromium
 
 lint: setup
 	$(VENV)/bin/ruff check .
