@@ -198,3 +198,35 @@ def test_rerun_on_the_page_runs_the_failed_chunks_again(ui_app, reco, items, bro
     assert any(c[1].startswith("Failed") and "disk full" in c[1] for c in failed["chunks"])
     assert rerun["progress"].endswith(" chunks · 50 requests")
     assert ui_app.call("GET", f"/batches/{rerun_id}").json()["marker"]["rerunOf"] == run_id
+
+
+def test_runs_are_paged_newest_first(ui_app, items, browser):
+    for i in range(3):
+        ui_app.wait_done(ui_app.start(seeds(items, 150 + i, 2)))
+    runs = ui_app.call("GET", "/batches").json()["runs"]  # newest first
+    ids = [run["instanceId"] for run in runs]
+    browser.get(ui_app.page_url() + "&pageSize=2")
+    shown = "return Array.from(document.querySelectorAll('#runs tbody tr'))" \
+            ".map((tr) => tr.dataset.instanceId)"
+    first = wait_for(browser, lambda: browser.execute_script(shown), lambda v: len(v) == 2)
+
+    browser.find_element(By.ID, "next").click()
+
+    second = wait_for(browser, lambda: browser.execute_script(shown), lambda v: v != first)
+    info = browser.find_element(By.ID, "page-info").text
+    assert first == ids[:2] and second == ids[2:4]
+    assert info.startswith(f"page 2 of {(len(ids) + 1) // 2} · {len(ids)} runs")
+    assert browser.find_element(By.ID, "prev").is_enabled()
+
+
+def test_the_page_runs_under_its_policy_without_errors(ui_app, items, browser):
+    run_id = ui_app.start(seeds(items, 160, 2))
+    ui_app.wait_done(run_id)
+
+    browser.get(ui_app.page_url())
+    wait_row(browser, run_id, lambda r: r["code"] == "Succeeded")
+    open_detail(browser, run_id)
+    wait_detail(browser, lambda d: bool(d["outputs"]))
+
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []  # a CSP violation or a script error would be logged here
