@@ -218,8 +218,11 @@ def _read_marker(settings: Settings, instance_id: str, name: str) -> dict | None
     return None
 
 
-def _text(value: object) -> str | None:
-    return safe_text(value) if isinstance(value, str) else None
+def _text(value: object, limit: int = 300) -> str | None:
+    return safe_text(value, limit) if isinstance(value, str) else None
+
+
+_NAME_CHARS = 1100  # an output blob's name: the input's (at most 1024) plus its folder's file
 
 
 def marker_view(doc: dict) -> dict:
@@ -232,7 +235,7 @@ def marker_view(doc: dict) -> dict:
     counts = doc.get("counts") if isinstance(doc.get("counts"), dict) else {}
     return {
         "kind": _text(doc.get("kind")), "code": _text(doc.get("code")),
-        "message": _text(doc.get("message")), "rerunOf": _text(doc.get("rerunOf")),
+        "message": _text(doc.get("message"), 1000), "rerunOf": _text(doc.get("rerunOf")),
         "counts": {k: v for k, v in counts.items() if isinstance(v, int)},
         "startedAt": _text(doc.get("startedAt")), "endedAt": _text(doc.get("endedAt")),
         "chunksTotal": len(chunks),
@@ -243,7 +246,7 @@ def marker_view(doc: dict) -> dict:
                     "results": c.get("results") if isinstance(c.get("results"), int) else None,
                     "message": _text(c.get("message")), "reused": c.get("reused") is True}
                    for c in chunks[:MAX_MARKER_CHUNKS]],
-        "outputs": [{"name": _text(o.get("name")),
+        "outputs": [{"name": _text(o.get("name"), _NAME_CHARS),
                      "size": o.get("size") if isinstance(o.get("size"), int) else None}
                     for o in outputs or [] if isinstance(o, dict)][:16]}
 

@@ -8,6 +8,8 @@ import re
 
 import requests
 
+from triggers.http_batches import MAX_MARKER_BYTES, marker_view
+
 STUCK = {"target": "job", "action": "stuck", "count": 1}
 
 
@@ -100,3 +102,37 @@ def test_the_list_gives_each_run_its_last_update(ui_app, items):
 
     assert runs[run_id]["lastUpdatedTime"] == ended["lastUpdatedTime"]
     assert runs[run_id]["lastUpdatedTime"] >= runs[run_id]["createdTime"]
+
+
+def test_a_marker_over_the_limit_is_answered_as_too_large_unread(ui_app, items):
+    run_id = ui_app.start(seeds(items, 40, 2))
+    name = ui_app.wait_done(run_id)["name"]
+    huge = json.dumps({"instanceId": run_id, "kind": "success",
+                       "chunks": [{"name": "x" * 1000}] * 1100}).encode()
+    assert len(huge) > MAX_MARKER_BYTES
+    blob = ui_app.container("BATCH_OUTPUT_CONTAINER").get_blob_client(f"{name}/_SUCCESS")
+    blob.upload_blob(huge, overwrite=True)
+
+    marker = ui_app.call("GET", f"/batches/{run_id}").json()["marker"]
+
+    assert marker == {"kind": None, "tooLarge": True, "maxBytes": MAX_MARKER_BYTES}
+
+
+def test_marker_view_keeps_known_fields_only_and_long_names_whole():
+    long_name = "d/" + "n" * 1000 + ".json/results.json"
+    doc = {"kind": "success", "instanceId": "rb-1", "job": {"modelId": "m"},
+           "input": {"etag": "0x1"}, "counts": {"results": 3, "note": "x"},
+           "chunks": [{"name": "chunk-00001", "status": "Succeeded", "operationId": "op",
+                       "durationSeconds": 1.5, "results": 3, "sasBlobToken": "sig=abc"}],
+           "outputs": [{"name": long_name, "size": 10, "md5": "m"}],
+           "message": "see https://a.blob.core.windows.net/c/b?sv=1&sig=secret"}
+
+    view = marker_view(doc)
+
+    assert set(view) == {"kind", "code", "message", "rerunOf", "counts", "startedAt",
+                         "endedAt", "chunksTotal", "chunks", "outputs"}
+    assert view["counts"] == {"results": 3}
+    assert set(view["chunks"][0]) == {"name", "status", "operationId", "durationSeconds",
+                                      "results", "message", "reused"}
+    assert view["outputs"] == [{"name": long_name, "size": 10}]
+    assert "secret" not in json.dumps(view)
