@@ -289,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print("or start a run over HTTP:")
         print(f"  curl -X POST -H \"x-functions-key: $(cat {key_file})\" {api}/batches "
               "-d '{\"input\": {\"blob\": \"input.json\"}}'")
+        print(f"Status page: {api}/ui?code=<the key in {key_file}> (the page then drops it "
+              "from the address)")
         print(f"Logs: {args.workdir}/*.log. Ctrl+C stops everything.")
         if args.demo:
             return run_demo(blob_service, settings, devhost, model_id, key,
