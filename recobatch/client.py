@@ -104,7 +104,8 @@ class RecoClient:
         """One call, in a telemetry span named by the route ``template`` (``path`` when it
         has no variable part): the span never holds the URL, the body or the key."""
         url = f"{self.endpoint}{path}"
-        with telemetry.upstream_span(method, template or path, url, operation_id) as call:
+        with telemetry.upstream_span(method, template or path, self.endpoint,
+                                     operation_id) as call:
             try:
                 resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:

@@ -58,8 +58,12 @@ if TYPE_CHECKING:
 from recobatch.limits import redact, safe_text
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 TRACE_FILE_SETTING = "RECOBATCH_TRACE_FILE"
 SCOPE = "recobatch"
+# The distro's instrumentations that would record raw URLs of the app's own HTTP calls (the
+# upstream calls have this module's spans; a completion webhook's URL may hold its key).
+RAW_URL_INSTRUMENTATIONS = ("requests", "urllib", "urllib3")
 
 INSTANCE_ID = "recobatch.instance_id"
 CHUNK = "recobatch.chunk"
@@ -72,6 +76,7 @@ RETRY_AFTER = "recobatch.retry_after_seconds"
 HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
 URL_TEMPLATE = "url.template"
+URL_FULL = "url.full"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
@@ -267,23 +272,27 @@ class UpstreamCall:
 
 
 @contextmanager
-def upstream_span(method: str, template: str, url: str,
+def upstream_span(method: str, template: str, endpoint: str,
                   operation_id: str | None = None) -> Iterator[UpstreamCall]:
     """One CLIENT span ``<METHOD> <template>`` around an upstream HTTP call.
 
-    ``template`` is the route with placeholders (``/operations/{operationId}``); of ``url``
-    only the host and port are kept (``server.address``, ``server.port``), never its path or
-    query.
+    ``template`` is the route with placeholders (``/operations/{operationId}``) under the
+    service's base URL ``endpoint``. The span's ``url.full`` is that base (scheme, host, port,
+    path: never user information or a query) followed by the template, so Application
+    Insights names the dependency by its route; ids go in attributes.
     """
-    parts = urlsplit(url)
+    parts = urlsplit(endpoint)
     attributes: dict[str, Any] = {HTTP_METHOD: method, URL_TEMPLATE: template,
                                   **current_ids()}
-    if parts.hostname:
-        attributes[SERVER_ADDRESS] = parts.hostname
     try:
         port = parts.port
     except ValueError:
         port = None
+    if parts.hostname:
+        attributes[SERVER_ADDRESS] = parts.hostname
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = f"{host}:{port}" if port else host
+        attributes[URL_FULL] = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{template}"
     if port:
         attributes[SERVER_PORT] = port
     if operation_id:
@@ -391,6 +400,25 @@ def install_log_context(env: Mapping[str, str]) -> None:
     logging.setLogRecordFactory(factory)
 
 
+def monitor_credential(env: Mapping[str, str]) -> Any:
+    """The managed identity to send telemetry with when ``APPLICATIONINSIGHTS_AUTHENTICATION_
+    STRING`` asks for Microsoft Entra authentication (``Authorization=AAD``, optional
+    ``ClientId=<user-assigned identity>``), as the Functions host reads it; else ``None`` (the
+    connection string's key). The deployed Application Insights refuses local authentication.
+    """
+    fields = {}
+    for part in (env.get(AUTHENTICATION_SETTING) or "").split(";"):
+        key, _, value = part.partition("=")
+        fields[key.strip().lower()] = value.strip()
+    if fields.get("authorization", "").upper() != "AAD":
+        return None
+    from azure.identity import ManagedIdentityCredential
+
+    client_id = fields.get("clientid")
+    return ManagedIdentityCredential(client_id=client_id) if client_id else \
+        ManagedIdentityCredential()
+
+
 def _sdk_provider_set() -> bool:
     """True when something (the Functions worker, a test) already set a real tracer
     provider: the API's default is a proxy."""
@@ -420,9 +448,10 @@ def configure(env: Mapping[str, str] | None = None) -> str | None:
             else:
                 from azure.monitor.opentelemetry import configure_azure_monitor
 
-                configure_azure_monitor(connection_string=connection, instrumentation_options={
-                    "requests": {"enabled": False}, "urllib": {"enabled": False},
-                    "urllib3": {"enabled": False}})
+                configure_azure_monitor(
+                    connection_string=connection, credential=monitor_credential(env),
+                    instrumentation_options={name: {"enabled": False}
+                                             for name in RAW_URL_INSTRUMENTATIONS})
                 parts.append("azure-monitor")
         if trace_file:
             _add_file_exporter(trace_file)

@@ -69,7 +69,8 @@ def test_a_busy_submit_is_a_span_with_its_status_and_wait_and_counts_one_wait(re
     assert upstream.name == "POST /batchjobs" and upstream.parent.span_id == \
         activity.get_span_context().span_id
     assert dict(upstream.attributes) == {
-        "http.request.method": "POST", "url.template": "/batchjobs", "server.address":
+        "http.request.method": "POST", "url.template": "/batchjobs",
+        "url.full": reco.base_url + "/batchjobs", "server.address":
         "127.0.0.1", "server.port": int(reco.base_url.split(":")[2].split("/")[0]),
         "recobatch.instance_id": RUN, "recobatch.chunk": "chunk-00001",
         "http.response.status_code": 429, "recobatch.attempts": 1,

@@ -72,7 +72,8 @@ def test_one_run_gives_one_span_per_activity_call_and_upstream_call_all_with_the
     account_key = app.settings["AzureWebJobsStorage"].split("AccountKey=")[1].split(";")[0]
     assert key not in text and account_key not in text
     assert "sig=" not in text.lower() and "sig%3d" not in text.lower()
-    assert "http://" not in text  # no URL at all: hosts and route templates only
+    urls = {s["attributes"][telemetry.URL_FULL] for s in upstream}
+    assert urls == {app.settings["RECO_ENDPOINT"] + t for t in UPSTREAM_TEMPLATES}
 
 
 def test_without_a_trace_file_or_connection_string_nothing_is_exported(traced_app_factory,
