@@ -430,7 +430,9 @@ def configure(env: Mapping[str, str] | None = None) -> str | None:
     """Set up exporting as the settings ask (see the module docstring); once per process.
 
     Returns what was set up: ``"azure-monitor"``, ``"worker"`` (the worker's distro was
-    already there), ``"file"``, ``"azure-monitor+file"``, ``"worker+file"`` or ``None``.
+    already there), ``"file"``, ``"azure-monitor+file"``, ``"worker+file"``, ``None`` (not
+    asked) or ``""`` (asked, but the distro refused its settings: logged as a warning, and
+    the app runs on without telemetry).
     """
     env = os.environ if env is None else env
     with _state.lock:
@@ -446,13 +448,19 @@ def configure(env: Mapping[str, str] | None = None) -> str | None:
             if _sdk_provider_set():
                 parts.append("worker")
             else:
-                from azure.monitor.opentelemetry import configure_azure_monitor
+                try:
+                    from azure.monitor.opentelemetry import configure_azure_monitor
 
-                configure_azure_monitor(
-                    connection_string=connection, credential=monitor_credential(env),
-                    instrumentation_options={name: {"enabled": False}
-                                             for name in RAW_URL_INSTRUMENTATIONS})
-                parts.append("azure-monitor")
+                    configure_azure_monitor(
+                        connection_string=connection, credential=monitor_credential(env),
+                        instrumentation_options={name: {"enabled": False}
+                                                 for name in RAW_URL_INSTRUMENTATIONS})
+                    parts.append("azure-monitor")
+                except Exception as exc:  # telemetry never keeps the app from starting
+                    logging.getLogger(__name__).warning(
+                        "telemetry: Application Insights is not configured (%s: %s)",
+                        type(exc).__name__, safe_text(str(exc), MAX_ERROR_TEXT,
+                                                      (*_state.secrets, connection)))
         if trace_file:
             _add_file_exporter(trace_file)
             parts.append("file")

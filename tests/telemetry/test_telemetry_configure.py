@@ -23,6 +23,9 @@ SCRIPT = f"""
 import json, logging, requests, sys
 from opentelemetry import metrics, trace
 from recobatch import telemetry
+if sys.argv[2:] == ["preset"]:  # the worker, with PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY
+    from opentelemetry.sdk.trace import TracerProvider
+    trace.set_tracer_provider(TracerProvider())
 mode = telemetry.configure()
 with telemetry.activity_span("submit_chunk", {{"instanceId": "{RUN}", "chunk": 1}}):
     logging.getLogger("activities.probe").warning(
@@ -78,7 +81,7 @@ def ingestion() -> Iterator[str]:
     server.shutdown()
 
 
-def _run(endpoint: str, **settings: str) -> dict:
+def _run(endpoint: str, *args: str, **settings: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "RECOBATCH_TRACE_FILE",
                         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING")}
@@ -86,9 +89,10 @@ def _run(endpoint: str, **settings: str) -> dict:
                 # no network beyond this machine: no VM metadata look-up, no statsbeat
                 "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
                 "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", **settings})
-    out = subprocess.run([sys.executable, "-c", SCRIPT, endpoint], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-c", SCRIPT, endpoint, *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
+    _run.stderr = out.stderr  # type: ignore[attr-defined]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -163,3 +167,23 @@ def test_entra_authentication_uses_the_named_managed_identity_as_the_host_does()
                       ManagedIdentityCredential)
     assert monitor_credential({}) is None
     assert monitor_credential({setting: "Authorization=Key"}) is None
+
+
+def test_a_provider_the_worker_set_is_kept_and_nothing_more_is_exported(ingestion):
+    connection = f"InstrumentationKey=00000000-0000-0000-0000-000000000001;" \
+                 f"IngestionEndpoint={ingestion}/"
+
+    result = _run(ingestion, "preset", APPLICATIONINSIGHTS_CONNECTION_STRING=connection)
+
+    assert result == {"mode": "worker", "provider": "TracerProvider"}
+    assert Ingestion.received == ["GET /plain-requests-call"]
+
+
+def test_a_connection_string_the_distro_refuses_leaves_the_app_running_without_telemetry(
+        ingestion):
+    result = _run(ingestion, APPLICATIONINSIGHTS_CONNECTION_STRING="not-a-connection-string")
+
+    assert result == {"mode": "", "provider": "ProxyTracerProvider"}
+    assert "Application Insights is not configured" in _run.stderr
+    assert "not-a-connection-string" not in _run.stderr
+    assert Ingestion.received == ["GET /plain-requests-call"]
