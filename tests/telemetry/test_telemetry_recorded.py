@@ -160,7 +160,16 @@ def test_metrics_of_a_run_scored_requests_chunk_durations_and_polls_per_job(reco
     assert (per_job.count, per_job.sum) == (1, 3)
 
 
-def test_log_records_in_an_activity_carry_its_ids_and_are_redacted(caplog):
+@pytest.fixture
+def log_factory() -> Iterator[None]:
+    """The process's log-record factory, put back after the test (install_log_context sets
+    its own, process-wide)."""
+    before = logging.getLogRecordFactory()
+    yield
+    logging.setLogRecordFactory(before)
+
+
+def test_log_records_in_an_activity_carry_its_ids_and_are_redacted(caplog, log_factory):
     key = "k3y-" + RUN[-12:]
     telemetry.install_log_context({"RECO_SUBSCRIPTION_KEY": key})
     log = logging.getLogger("activities.telemetry_test")
