@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -85,7 +85,7 @@ class RecoClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers[KEY_HEADER] = key
-        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+        retry = _RecordedRetry(total=retries, connect=retries, read=retries, status=retries,
                       backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
                       allowed_methods=frozenset({"GET", "DELETE"}), raise_on_status=False,
                       respect_retry_after_header=False)
@@ -199,6 +199,16 @@ def raise_for_response(resp: requests.Response, operation_id: str | None = None,
                              f"{where}{detail}.", **info)
     raise UpstreamRejected(f"the Recommendations service rejected {where} ({status})"
                            f"{detail}.", **info)
+
+
+class _RecordedRetry(Retry):
+    """urllib3's retry policy; each retry it grants is an event on the call's span."""
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Self:
+        telemetry.upstream_retry(getattr(response, "status", None), error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 def _attempts(resp: requests.Response) -> int:

@@ -303,6 +303,15 @@ def upstream_span(method: str, template: str, endpoint: str,
         yield UpstreamCall(span)
 
 
+def upstream_retry(status: int | None, error: BaseException | None) -> None:
+    """An event ``retry`` on the running upstream span: the attempt that failed (its status,
+    or its error's type) is tried again by the client's own retry policy."""
+    attributes: dict[str, Any] = {HTTP_STATUS: status} if status else {}
+    if error is not None:
+        attributes[ERROR_TYPE] = type(error).__name__
+    trace.get_current_span().add_event("retry", attributes)
+
+
 def upstream_wait(status: int | None) -> None:
     """Count a busy answer to a submit (the chunk waits on a durable timer, then submits)."""
     _state.instruments.upstream_waits.add(1, {HTTP_STATUS: status or 0})

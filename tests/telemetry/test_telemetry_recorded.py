@@ -185,3 +185,18 @@ def test_log_records_in_an_activity_carry_its_ids_and_are_redacted(caplog, log_f
     assert key not in inside.getMessage() and "c2VjcmV0" not in inside.getMessage()
     assert "sig=***" in inside.getMessage()
     assert not hasattr(outside, "recobatch.instance_id")
+
+
+def test_a_poll_the_client_retries_counts_its_attempts_and_records_each_retry(recorded, reco):
+    client = RecoClient(reco.base_url, reco.key, backoff=0.01)
+    reco.set_faults([{"target": "status", "action": "status", "status": 503, "count": 2}])
+
+    with telemetry.activity_span("check_operation", {"instanceId": RUN, "operationId": "op-3"}):
+        with pytest.raises(UpstreamRejected):  # after two 503s, the unknown operation: 404
+            client.get_operation("op-3")
+
+    upstream = recorded.spans.get_finished_spans()[0]
+    assert upstream.attributes["recobatch.attempts"] == 3
+    assert upstream.attributes["http.response.status_code"] == 404
+    assert [(e.name, dict(e.attributes)) for e in upstream.events] == [
+        ("retry", {"http.response.status_code": 503})] * 2
