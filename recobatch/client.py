@@ -86,9 +86,9 @@ class RecoClient:
         self.session = requests.Session()
         self.session.headers[KEY_HEADER] = key
         retry = _RecordedRetry(total=retries, connect=retries, read=retries, status=retries,
-                      backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
-                      allowed_methods=frozenset({"GET", "DELETE"}), raise_on_status=False,
-                      respect_retry_after_header=False)
+                               backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
+                               allowed_methods=frozenset({"GET", "DELETE"}),
+                               raise_on_status=False, respect_retry_after_header=False)
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
