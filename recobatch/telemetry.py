@@ -52,10 +52,10 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from recobatch.errors import code_of
+from recobatch.limits import redact, safe_text
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
-from recobatch.limits import redact, safe_text
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
@@ -81,7 +81,7 @@ SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 
-# Instruments flowing out of the upstream retry path with a status attribute.
+# Answers to a submit that make the chunk wait and submit again (recobatch.upstream_waits).
 BUSY_STATUSES = (409, 429)
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Cancelled")
 # Longest error text kept in a span (after redaction).
