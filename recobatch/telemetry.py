@@ -460,10 +460,15 @@ def configure(env: Mapping[str, str] | None = None) -> str | None:
                 try:
                     from azure.monitor.opentelemetry import configure_azure_monitor
 
+                    # The distro samples 5 traces a second unless told otherwise, which
+                    # dropped upstream spans of sampled activity spans: the app makes a few
+                    # spans a poll, so all are kept unless OTEL_TRACES_SAMPLER says otherwise.
+                    sampling = {} if env.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
                     configure_azure_monitor(
                         connection_string=connection, credential=monitor_credential(env),
                         instrumentation_options={name: {"enabled": False}
-                                                 for name in RAW_URL_INSTRUMENTATIONS})
+                                                 for name in RAW_URL_INSTRUMENTATIONS},
+                        **sampling)
                     parts.append("azure-monitor")
                 except Exception as exc:  # telemetry never keeps the app from starting
                     logging.getLogger(__name__).warning(

@@ -84,7 +84,8 @@ def ingestion() -> Iterator[str]:
 def _run(endpoint: str, *args: str, **settings: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "RECOBATCH_TRACE_FILE",
-                        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING")}
+                        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "OTEL_TRACES_SAMPLER",
+                        "OTEL_TRACES_SAMPLER_ARG")}
     env.update({"RECO_SUBSCRIPTION_KEY": KEY,
                 # no network beyond this machine: no VM metadata look-up, no statsbeat
                 "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
@@ -187,3 +188,16 @@ def test_a_connection_string_the_distro_refuses_leaves_the_app_running_without_t
     assert "Application Insights is not configured" in _run.stderr
     assert "not-a-connection-string" not in _run.stderr
     assert Ingestion.received == ["GET /plain-requests-call"]
+
+
+def test_an_operator_sampler_setting_takes_over_from_keeping_every_span(ingestion):
+    connection = (f"InstrumentationKey=00000000-0000-0000-0000-000000000001;"
+                  f"IngestionEndpoint={ingestion}/;LiveEndpoint={ingestion}/")
+
+    result = _run(ingestion, APPLICATIONINSIGHTS_CONNECTION_STRING=connection,
+                  OTEL_TRACES_SAMPLER="always_off")
+
+    assert result["mode"] == "azure-monitor"
+    tracks = "\n".join(r for r in Ingestion.received if r.startswith("/v2.1/track"))
+    assert "RemoteDependency" not in tracks  # no span sampled
+    assert "recobatch.requests_scored" in tracks and "submitting with" in tracks
