@@ -20,13 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from recobatch import telemetry
 from recobatch.errors import (
     BusyError,
     TransientError,
@@ -40,6 +41,8 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 # Longest service error message kept in an exception (after redaction).
 MAX_UPSTREAM_MESSAGE = 500
+# Route template of the operation calls (spans name the route, never the URL).
+OPERATION_ROUTE = "/operations/{operationId}"
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,10 @@ class RecoClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers[KEY_HEADER] = key
-        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
-                      backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
-                      allowed_methods=frozenset({"GET", "DELETE"}), raise_on_status=False,
-                      respect_retry_after_header=False)
+        retry = _RecordedRetry(total=retries, connect=retries, read=retries, status=retries,
+                               backoff_factor=backoff, status_forcelist=(500, 502, 503, 504),
+                               allowed_methods=frozenset({"GET", "DELETE"}),
+                               raise_on_status=False, respect_retry_after_header=False)
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -97,13 +100,22 @@ class RecoClient:
         self.session.close()
 
     def _call(self, method: str, path: str, operation_id: str | None = None,
-              **kwargs: Any) -> requests.Response:
+              template: str | None = None, **kwargs: Any) -> requests.Response:
+        """One call, in a telemetry span named by the route ``template`` (``path`` when it
+        has no variable part): the span never holds the URL, the body or the key."""
         url = f"{self.endpoint}{path}"
-        try:
-            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise _transport_error(exc, method, path, self.timeout[1], operation_id) from None
-        raise_for_response(resp, operation_id=operation_id, secrets=(self._key,))
+        with telemetry.upstream_span(method, template or path, self.endpoint,
+                                     operation_id) as call:
+            try:
+                resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                error = _transport_error(exc, method, path, self.timeout[1], operation_id)
+                call.failed(error)
+                raise error from None
+            call.answered(resp.status_code, _attempts(resp),
+                          retry_after_seconds(resp.headers.get("Retry-After"))
+                          if resp.status_code in telemetry.BUSY_STATUSES else None)
+            raise_for_response(resp, operation_id=operation_id, secrets=(self._key,))
         return resp
 
     def submit_batch(self, input: BlobLocation, output: BlobLocation, error: BlobLocation,
@@ -111,7 +123,11 @@ class RecoClient:
         """``POST /batchjobs``; raises ``BusyError`` when another job of the key runs."""
         body = {"input": input.to_dict(), "output": output.to_dict(), "error": error.to_dict(),
                 "job": job}
-        resp = self._call("POST", "/batchjobs", json=body)
+        try:
+            resp = self._call("POST", "/batchjobs", json=body)
+        except BusyError as exc:
+            telemetry.upstream_wait(exc.status)  # the chunk waits on a durable timer
+            raise
         location = resp.headers.get("Operation-Location", "")
         operation_id = location.rstrip("/").rsplit("/", 1)[-1]
         if not operation_id:
@@ -125,7 +141,8 @@ class RecoClient:
 
     def get_operation(self, operation_id: str) -> Operation:
         """``GET /operations/{id}``."""
-        resp = self._call("GET", f"/operations/{operation_id}", operation_id=operation_id)
+        resp = self._call("GET", f"/operations/{operation_id}", operation_id=operation_id,
+                          template=OPERATION_ROUTE)
         try:
             body = resp.json()
         except ValueError:
@@ -141,7 +158,8 @@ class RecoClient:
     def cancel_operation(self, operation_id: str) -> bool:
         """``DELETE /operations/{id}``; ``False`` when the operation had already ended (409)."""
         try:
-            self._call("DELETE", f"/operations/{operation_id}", operation_id=operation_id)
+            self._call("DELETE", f"/operations/{operation_id}", operation_id=operation_id,
+                       template=OPERATION_ROUTE)
         except BusyError as exc:
             if exc.status == 409:
                 return False
@@ -181,6 +199,24 @@ def raise_for_response(resp: requests.Response, operation_id: str | None = None,
                              f"{where}{detail}.", **info)
     raise UpstreamRejected(f"the Recommendations service rejected {where} ({status})"
                            f"{detail}.", **info)
+
+
+class _RecordedRetry(Retry):
+    """urllib3's retry policy; each retry it grants is an event on the call's span."""
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Self:
+        telemetry.upstream_retry(getattr(response, "status", None), error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _attempts(resp: requests.Response) -> int:
+    """HTTP attempts the call took: 1 + the urllib3 retries (5xx, connection) before this
+    answer."""
+    retries = getattr(getattr(resp, "raw", None), "retries", None)
+    history = getattr(retries, "history", None) or ()
+    return 1 + len(history)
 
 
 def _transport_error(exc: requests.RequestException, method: str, path: str,

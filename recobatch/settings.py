@@ -105,6 +105,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("WEBSITE_SITE_NAME", None,
                 "Set by Azure (the function app's name); the completion event's `source` is "
                 "`/recobatch/<name>` (`/recobatch/local` when unset)."),
+    SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", None,
+                "Application Insights connection string; set: the app exports its spans, logs "
+                "and metrics with `azure-monitor-opentelemetry` (see *Traces in Application "
+                "Insights*); unset: no exporter is configured. Read at start by "
+                "`recobatch/telemetry.py`."),
+    SettingSpec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
+                "`Authorization=AAD` (and `ClientId=<user-assigned identity>`): the app's "
+                "telemetry is sent with that managed identity (Microsoft Entra), as the host's; "
+                "unset: with the connection string's key."),
+    SettingSpec("RECOBATCH_TRACE_FILE", None,
+                "Local diagnosis and tests: a file path on this machine; every span is "
+                "appended to it as one JSON line (file mode 0600). Unset in Azure."),
 )
 
 _SPECS = {spec.name: spec for spec in SETTINGS}

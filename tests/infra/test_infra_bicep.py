@@ -53,8 +53,9 @@ STORAGE_ALTERNATIVES = {"AzureWebJobsStorage", "AzureWebJobsStorage__accountName
                         "AzureWebJobsStorage__tenantId", "AzureWebJobsStorage__clientSecret"}
 # Settings without a default that the deployment leaves unset on purpose: the completion
 # notification is off until the operator sets it (functionExtraAppSettings), and Azure sets
-# WEBSITE_SITE_NAME itself.
-OFF_UNLESS_SET = {"BATCH_NOTIFY_URL", "BATCH_NOTIFY_SECRET", "WEBSITE_SITE_NAME"}
+# WEBSITE_SITE_NAME itself; RECOBATCH_TRACE_FILE is for local diagnosis and tests.
+OFF_UNLESS_SET = {"BATCH_NOTIFY_URL", "BATCH_NOTIFY_SECRET", "WEBSITE_SITE_NAME",
+                  "RECOBATCH_TRACE_FILE"}
 
 FORBIDDEN = ("listKeys", "AccountKey=", "DefaultEndpointsProtocol", "SharedAccessKey=",
              "primarySharedKey")
