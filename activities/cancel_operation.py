@@ -1,6 +1,7 @@
 """Activity ``cancel_operation``: ask the service to cancel a batch job.
 
-Input ``{operationId}``; output ``{cancelled: bool}`` (``false`` when it had already ended).
+Input ``{operationId, instanceId?, chunk?}`` (the ids only name its span); output
+``{cancelled: bool}`` (``false`` when it had already ended).
 """
 
 from __future__ import annotations

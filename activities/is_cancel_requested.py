@@ -1,6 +1,6 @@
 """Activity ``is_cancel_requested``: is the run's ``_CANCEL`` flag blob present?
 
-Input ``{instanceId}``; output ``{cancelled: bool}``.
+Input ``{instanceId, chunk?}`` (``chunk`` only names its span); output ``{cancelled: bool}``.
 """
 
 from __future__ import annotations

@@ -52,8 +52,7 @@ CONTINUE = {"continue": True}
 def _flag_set(run: ChunkRun) -> Gen:
     """Is the run's cancel flag blob there? A failure to look is not a reason to stop."""
     try:
-        flag = yield run.context.call_activity(is_cancel_requested,
-                                               {"instanceId": run.instance_id})
+        flag = yield run.context.call_activity(is_cancel_requested, run.ids())
     except Exception as exc:  # the event may still reach us, and every poll looks again
         run.log(f"is_cancel_requested failed: {errors.code_of(exc)}")
         return False
@@ -92,7 +91,8 @@ def _submit(run: ChunkRun) -> Gen:
 def _cancel_upstream(run: ChunkRun) -> Gen:
     """Ask the service to cancel the job; a failure here must not hide why we cancel."""
     try:
-        yield run.context.call_activity(cancel_operation, {"operationId": run.operation_id})
+        yield run.context.call_activity(cancel_operation, {"operationId": run.operation_id,
+                                                           **run.ids()})
     except Exception as exc:
         run.log(f"cancel_operation failed: {errors.code_of(exc)}")
 
@@ -107,7 +107,7 @@ def _poll(run: ChunkRun) -> Gen:
         run.interval = min(run.interval * 2, run.poll_max)
         try:
             state = yield run.context.call_activity(check_operation, {
-                "operationId": run.operation_id, "instanceId": run.instance_id})
+                "operationId": run.operation_id, **run.ids()})
         except Exception as exc:
             code, sentence = reason(exc)
             if code != errors.UPSTREAM_UNAVAILABLE:

@@ -89,6 +89,11 @@ class ChunkRun:
         :func:`output_fields`."""
         return {**output_fields(self.job), **self.work}
 
+    def ids(self) -> dict:
+        """The run's id and the chunk's name, which every activity of the chunk gets (its
+        cancel flag is the run's; its span and log records carry both)."""
+        return {"instanceId": self.instance_id, "chunk": self.chunk}
+
     def log(self, text: str) -> None:
         if not self.context.is_replaying:
             logging.info("%s:%s %s", self.instance_id, self.chunk, text)

@@ -108,7 +108,8 @@ def test_timeout_cancels_the_operation_and_returns_timed_out(chunk_run):
     drive(run, chunk_responder(checks=[RUNNING]))
 
     assert run.names()[-2:] == ["check_operation", "cancel_operation"]
-    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1"}
+    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1", "instanceId": RUN_ID,
+                                                     "chunk": "chunk-00001"}
     assert run.output["status"] == "TimedOut" and run.output["code"] == "JobTimedOut"
     assert parse_ts(run.output["endedAt"]) == T0 + timedelta(minutes=2)
 
@@ -270,7 +271,8 @@ def test_check_failing_for_good_cancels_the_job_it_gives_up_on(chunk_run):
     drive(run, chunk_responder(checks=[RUNNING, broken]))
 
     assert run.names()[-2:] == ["check_operation", "cancel_operation"]
-    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1"}
+    assert json.loads(run.actions[-1]["input"]) == {"operationId": "op-1", "instanceId": RUN_ID,
+                                                     "chunk": "chunk-00001"}
     assert run.output["status"] == "Failed" and run.output["code"] == "UpstreamRejected"
 
 
@@ -313,7 +315,7 @@ def test_continue_as_new_carries_the_operation_deadline_and_poll_interval(chunk_
     assert len(checks) == 4 + 39  # 5+10+20+40 s, then every 60 s until the deadline
     cancel = [json.loads(a["input"]) for a in run.all_actions
               if a.get("functionName") == "cancel_operation"]
-    assert cancel == [{"operationId": "op-1"}]
+    assert cancel == [{"operationId": "op-1", "instanceId": RUN_ID, "chunk": "chunk-00001"}]
 
 
 def test_a_service_busy_for_hours_keeps_every_chunk_history_under_200_events(chunk_run):
@@ -352,7 +354,7 @@ def test_a_cancel_flag_seen_by_a_poll_cancels_the_job_and_stops(chunk_run):
 
     checks = [json.loads(a["input"]) for a in run.actions
               if a.get("functionName") == "check_operation"]
-    assert checks == [{"operationId": "op-1", "instanceId": RUN_ID}] * 2
+    assert checks == [{"operationId": "op-1", "instanceId": RUN_ID, "chunk": "chunk-00001"}] * 2
     assert run.names()[-1] == "cancel_operation"
     assert run.output["status"] == "Cancelled" and run.output["operationId"] == "op-1"
 

@@ -126,5 +126,5 @@ def test_a_rerun_chunk_submits_and_verifies_the_earlier_run_s_work_blobs(chunk_r
                                              "is_cancel_requested")}
     assert payloads["submit_chunk"]["workId"] == EARLIER
     assert payloads["verify_output"]["workId"] == EARLIER
-    assert payloads["is_cancel_requested"] == {"instanceId": RUN_ID}  # the run's own flag
+    assert payloads["is_cancel_requested"]["instanceId"] == RUN_ID  # the run's own flag
     assert run.output["status"] == "Succeeded"

@@ -56,12 +56,17 @@ def test_one_run_gives_one_span_per_activity_call_and_upstream_call_all_with_the
         assert attributes[telemetry.ATTEMPTS] >= 1
         parent = by_id[span["parentId"]]  # made inside the activity that called
         assert span["traceId"] == parent["traceId"]
+        assert attributes[telemetry.CHUNK] == parent["attributes"][telemetry.CHUNK]
         if attributes["url.template"] == "/batchjobs":
             assert parent["name"] == "activity submit_chunk"
-            assert attributes[telemetry.CHUNK] == parent["attributes"][telemetry.CHUNK]
         else:
             assert attributes[telemetry.OPERATION_ID] == parent["attributes"][
                 telemetry.OPERATION_ID]
+    # every activity of a chunk names it (the run-level ones have no chunk of their own)
+    run_level = {"prepare_batch", "merge_results", "write_marker", "notify_run"}
+    for span in activity_spans:
+        if span["name"].removeprefix("activity ") not in run_level:
+            assert span["attributes"][telemetry.CHUNK] in chunks, span["name"]
     submits = [s for s in activity_spans if s["name"] == "activity submit_chunk"]
     assert {s["attributes"][telemetry.CHUNK] for s in submits} == set(chunks)
     accepted = [s for s in upstream if s["attributes"][telemetry.HTTP_STATUS] == 202]
