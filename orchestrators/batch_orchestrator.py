@@ -28,6 +28,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import merge_results, prepare_batch, prepare_rerun, verify_output, write_marker
+from orchestrators import cache_fill
 from orchestrators.blueprint import bp
 from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
@@ -182,6 +183,8 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     progress.phase = "merging"
     context.set_custom_status(progress.status())
     yield from _stage_reused(context, args, prep, progress)
+    cache = cache_fill.plan(args, prep.get("job") or {})
+    yield from cache_fill.fill_reused(context, cache, prep, _work_id(context, args), progress)
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
@@ -204,6 +207,9 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
                            outputs=outputs, counts=counts)
     if args.get("rerunOf"):
         document["rerunOf"] = args["rerunOf"]
+    cached = cache_fill.summary(cache, ordered)
+    if cached is not None:
+        document["cache"] = cached
     written = yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())
