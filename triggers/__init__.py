@@ -6,7 +6,8 @@ from triggers.blob_start import start_batch_from_blob
 from triggers.blueprint import bp
 from triggers.http_batches import get_batch, list_batches, start_batch
 from triggers.http_cancel import cancel_batch
+from triggers.http_recommendations import get_recommendations
 from triggers.http_rerun import rerun_batch
 
 __all__ = ["bp", "start_batch_from_blob", "start_batch", "get_batch", "list_batches",
-           "cancel_batch", "rerun_batch"]
+           "cancel_batch", "rerun_batch", "get_recommendations"]
