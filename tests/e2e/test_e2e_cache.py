@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 from urllib.parse import urlencode
 
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
+
+from devhost.services import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 ODD = ["x/y#z?", "back\\slash", "ctl\x01\x1f", "é€😀", "a,b", "~2E.dot", "quote'q"]
@@ -84,6 +89,13 @@ def test_lookup_answers_404_400_and_a_file_can_opt_out(app_factory, demo_items):
     assert on["cache"]["rows"] == 1 and "cache" not in off
     assert off["job"]["cache"] is False
     assert get(f"items={demo_items[5]}").status_code == 200
+    cli = _cli(app, f"{demo_items[5]}")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert json.loads(cli.stdout) == get(f"items={demo_items[5]}").json()
+    assert json.loads(cli.stdout)["recommendedItems"]
+    not_cached = _cli(app, demo_items[6])
+    assert not_cached.returncode == 1 and "lookup refused (404)" in not_cached.stdout
+    assert app.settings["DEVHOST_MASTER_KEY"] not in cli.stdout + not_cached.stdout
     missing = get(f"items={demo_items[6]}")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "NotCached"
@@ -98,6 +110,13 @@ def test_lookup_answers_404_400_and_a_file_can_opt_out(app_factory, demo_items):
     assert get("colour=red").status_code == 400
     assert requests.get(f"{app.api}/recommendations?items={demo_items[5]}",
                         timeout=30).status_code == 401
+
+
+def _cli(app, items: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recobatch", "lookup", items, "--api", app.api],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "RECOBATCH_FUNCTION_KEY": app.settings["DEVHOST_MASTER_KEY"]})
 
 
 def test_lookup_says_the_cache_is_off_without_a_table(app_factory, demo_items):
