@@ -288,17 +288,29 @@ def _short(exc: BaseException) -> str:
 
 @dataclass
 class FillReport:
-    """What a fill wrote: rows upserted, rows that failed, and the first failure's sentence."""
+    """What a fill wrote: distinct rows upserted, rows that failed, the first failure's
+    sentence."""
 
-    rows: int = 0
-    failed: int = 0
     message: str = ""
+    refused: int = 0  # requests without a key, oversized rows
+    _written: set[str] = field(default_factory=set, repr=False)
+    _failed: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, rows: int, failed: int, message: str = "") -> None:
+    @property
+    def rows(self) -> int:
+        return len(self._written)
+
+    @property
+    def failed(self) -> int:
+        return self.refused + len(self._failed - self._written)
+
+    def add(self, written: Iterable[str] = (), failed: Iterable[str] = (), refused: int = 0,
+            message: str = "") -> None:
         with self._lock:
-            self.rows += rows
-            self.failed += failed
+            self._written.update(written)
+            self._failed.update(failed)
+            self.refused += refused
             if message and not self.message:
                 self.message = message
 
@@ -316,13 +328,14 @@ def _rows(requests: Iterable[Any], results: Iterable[Any], *, partition: str, ap
     for request, result in zip(requests, results, strict=False):
         row = request_key(request, api_name)
         if row is None:
-            report.add(0, 1, "a request has no seed items or user id to key it by.")
+            report.add(refused=1,
+                       message="a request has no seed items or user id to key it by.")
             continue
         entity = make_entity(partition, row, result, instance_id, metadata, written_at)
         size = entity_bytes(entity)
         if size > MAX_ENTITY_BYTES:
-            report.add(0, 1, f"a row is {size:,} bytes, over the table's "
-                             f"{MAX_ENTITY_BYTES:,}-byte entity limit.")
+            report.add(refused=1, message=f"a row is {size:,} bytes, over the table's "
+                                          f"{MAX_ENTITY_BYTES:,}-byte entity limit.")
             continue
         yield entity
 
@@ -347,19 +360,21 @@ def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 def _write_batch(table: TableClient, batch: list[dict[str, Any]], report: FillReport) -> None:
     try:
         table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
-        report.add(len(batch), 0)
+        report.add(written=[e["RowKey"] for e in batch])
         return
     except AzureError as exc:
         if len(batch) == 1:
-            report.add(0, 1, f"a cache write failed: {_short(exc)}")
+            report.add(failed=[batch[0]["RowKey"]],
+                       message=f"a cache write failed: {_short(exc)}")
             return
     # One refused entity fails its whole transaction: write them one by one instead.
     for entity in batch:
         try:
             table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-            report.add(1, 0)
+            report.add(written=[entity["RowKey"]])
         except AzureError as exc:
-            report.add(0, 1, f"a cache write failed: {_short(exc)}")
+            report.add(failed=[entity["RowKey"]],
+                       message=f"a cache write failed: {_short(exc)}")
 
 
 def fill(table: TableClient, requests: Iterable[Any], results: Iterable[Any], *,
@@ -369,8 +384,9 @@ def fill(table: TableClient, requests: Iterable[Any], results: Iterable[Any], *,
 
     Rows are built as the results stream in and written in transactions of up to 100,
     ``threads`` at a time (at most twice that many built and waiting), so memory does not grow
-    with the chunk. ``rows`` counts upserts (a key repeated in a chunk in different
-    transactions counts each time); ``failed`` the rows not written. Never raises for a row.
+    with the chunk (but for the set of keys written).
+    ``rows`` counts the distinct rows written, ``failed`` the requests whose row was not
+    written. Never raises for a row.
     """
     report = FillReport()
     written_at = written_at or datetime.now(UTC)
