@@ -6,6 +6,8 @@ so this generator never touches the environment). Steps: ``prepare_batch`` → o
 ``chunk_orchestrator`` per chunk, at most ``maxConcurrentJobs`` in flight, raced against the
 ``cancel`` event → ``merge_results`` (partial results too) → ``write_marker`` last → with
 ``notify``, the completion event (:mod:`orchestrators.notification`). Returns a small summary.
+With ``settings.cacheTable``, each verified chunk also fills the recommendations cache
+(:mod:`orchestrators.cache_fill`) and the marker says how many rows it wrote.
 
 ``merge_results`` and ``write_marker`` failing with ``StorageError`` (storage 5xx, timeouts) are
 tried again on durable timers (:data:`OUTPUT_RETRY_SECONDS`) before the run fails; other codes

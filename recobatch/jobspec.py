@@ -70,8 +70,8 @@ class JobSettings:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The effective job settings (markers, histories): :meth:`submit_body` and
-        ``outputFormat``."""
+        """The effective job settings (markers, histories): :meth:`submit_body`,
+        ``outputFormat`` and, when the file or caller chose, ``cache``."""
         body = {**self.submit_body(), "outputFormat": self.output_format}
         if self.cache is not None:
             body["cache"] = self.cache
