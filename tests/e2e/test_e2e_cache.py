@@ -127,3 +127,23 @@ def test_lookup_says_the_cache_is_off_without_a_table(app_factory, demo_items):
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "CacheOff"
     assert "BATCH_CACHE_TABLE" in answer.json()["error"]["message"]
+
+
+def test_user_to_item_rows_are_looked_up_by_user_id(app_factory):
+    app = app_factory(BATCH_CACHE_TABLE="cache" + uuid.uuid4().hex[:10])
+    users = ["USR-000001", "USR-000002", "odd/user#?"]
+    app.upload("users.json", json.dumps({"requests": [{"UserId": u} for u in users],
+                                         "job": {"apiName": "UserRecommend"}}))
+
+    marker, manifest = app.wait_for_marker("users.json", timeout=120)
+
+    assert marker == "_SUCCESS", manifest
+    assert (manifest["cache"]["rows"], manifest["cache"]["failed"]) == (3, 0)
+    results = json.loads(app.read_output("users.json/results.json"))["results"]
+    for result in results:
+        user = result["request"]["userId"]
+        answer = app.get("/recommendations?" + urlencode({"user": user}))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"recommendedItems": _expected(result, False)}
+    assert results[0]["recommendations"]  # a known user gets a list
+    assert app.get("/recommendations?items=USR-000001").status_code == 404
