@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -147,3 +148,31 @@ def test_user_to_item_rows_are_looked_up_by_user_id(app_factory):
         assert answer.json() == {"recommendedItems": _expected(result, False)}
     assert results[0]["recommendations"]  # a known user gets a list
     assert app.get("/recommendations?items=USR-000001").status_code == 404
+
+
+def test_a_rerun_fills_the_cache_from_reused_and_new_chunks(app_factory, reco, demo_items,
+                                                            storage_connection_string):
+    table = "cache" + uuid.uuid4().hex[:10]
+    app = app_factory(BATCH_MAX_JOB_BYTES="1024", BATCH_CACHE_TABLE=table)
+    reqs = _requests(demo_items, 60)
+    reco.set_faults([{"target": "job", "action": "fail", "message": "boom", "count": 1}])
+    app.upload("flaky.json", json.dumps({"requests": reqs}))
+    marker, failed = app.wait_for_marker("flaky.json")
+    assert marker == "_FAILED" and len(failed["chunks"]) >= 3, failed
+    assert failed["cache"]["rows"] > 0  # the chunks that succeeded filled the cache already
+
+    rerun = app.post(f"/batches/{failed['instanceId']}/rerun").json()["instanceId"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        marker, done = app.wait_for_marker("flaky.json")
+        if done["instanceId"] == rerun:
+            break
+        time.sleep(0.25)
+
+    assert marker == "_SUCCESS" and done["instanceId"] == rerun, done
+    assert any(c.get("reused") for c in done["chunks"])
+    assert done["cache"]["failed"] == 0
+    rows = list(TableServiceClient.from_connection_string(storage_connection_string)
+                .get_table_client(table).list_entities(select=["RowKey", "instanceId"]))
+    assert len(rows) == len({frozenset(r["SeedItems"]) for r in reqs})
+    assert {r["instanceId"] for r in rows} == {rerun}  # reused chunks' rows rewritten too
