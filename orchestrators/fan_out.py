@@ -1,7 +1,9 @@
 """The fan-out of ``batch_orchestrator``: every chunk as a sub-orchestration, N at a time.
 
 The window is refilled with ``task_any`` over the running chunks and the ``cancel`` event; once
-cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited.
+cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited. With
+the recommendations cache on, a chunk's ``fill_cache`` starts once its output is verified and is
+awaited like the staging, outside the window (:mod:`orchestrators.cache_fill`).
 
 A refill hands its new chunks to the host in a race with a timer due now, before the race over
 all running chunks. The Durable extension awaits each action the SDK returns in turn

@@ -53,6 +53,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from recobatch.errors import ConfigurationError, InputError, StorageError
 from recobatch.limits import safe_text
 from recobatch.settings import Settings, get_settings
+from recobatch.storage import credential_for, safe_error
 
 ACTIVE_BUILD = "active"
 ITEM_KIND, USER_KIND = "i", "u"
@@ -257,8 +258,6 @@ def _make_service(settings: Settings) -> TableServiceClient:
     identity = settings.storage_identity
     if identity is None:
         raise StorageError("no storage connection is configured.")
-    from recobatch.storage import credential_for
-
     return TableServiceClient(endpoint=identity.table_service_uri,
                               credential=credential_for(identity), **_CLIENT_OPTIONS)
 
@@ -278,10 +277,8 @@ def table_client(service: TableServiceClient, name: str, create: bool = False) -
     return table
 
 
-def _short(exc: BaseException) -> str:
-    from recobatch.storage import safe_error
-
-    return safe_error(exc) if isinstance(exc, Exception) else type(exc).__name__
+def _short(exc: Exception) -> str:
+    return safe_error(exc)
 
 
 # ---- fill --------------------------------------------------------------------------------
