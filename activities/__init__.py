@@ -13,6 +13,7 @@ from __future__ import annotations
 from activities.blueprint import bp
 from activities.cancel_operation import cancel_operation
 from activities.check_operation import check_operation
+from activities.fill_cache import fill_cache
 from activities.is_cancel_requested import is_cancel_requested
 from activities.merge_results import merge_results
 from activities.notify_run import notify_run
@@ -25,5 +26,5 @@ from activities.write_marker import write_marker
 __all__ = [
     "bp", "prepare_batch", "submit_chunk", "check_operation", "verify_output",
     "cancel_operation", "is_cancel_requested", "merge_results", "write_marker", "notify_run",
-    "prepare_rerun",
+    "prepare_rerun", "fill_cache",
 ]

@@ -75,6 +75,9 @@ param recoserviceStateMode string = 'ephemeral'
 @description('Most recoservice replicas in postgres mode (ephemeral mode always runs exactly one).')
 param recoserviceMaxReplicas int = 3
 
+@description('Recommendations cache table (app setting BATCH_CACHE_TABLE; the app\'s identity holds Storage Table Data Contributor on the account). Empty: no cache.')
+param cacheTableName string = 'recocache'
+
 @description('recoservice image; azd fills it in after the first deploy (SERVICE_RECOSERVICE_IMAGE_NAME). Empty: a public placeholder image until `azd deploy` pushes the real one.')
 param recoserviceImage string = ''
 
@@ -144,6 +147,7 @@ module storage 'app/storage.bicep' = {
     workContainerName: workContainerName
     workRetentionDays: workRetentionDays
     vnetEnabled: vnetEnabled
+    tableNames: empty(cacheTableName) ? [] : [cacheTableName]
   }
 }
 
@@ -285,6 +289,7 @@ module functionApp 'app/function.bicep' = {
       BATCH_OUTPUT_CONTAINER: outputContainerName
       BATCH_WORK_CONTAINER: workContainerName
       BATCH_TRIGGER_SOURCE: 'EventGrid'
+      BATCH_CACHE_TABLE: cacheTableName
       TASKHUB_NAME: taskHubName
     })
   }

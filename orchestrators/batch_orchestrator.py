@@ -6,6 +6,8 @@ so this generator never touches the environment). Steps: ``prepare_batch`` → o
 ``chunk_orchestrator`` per chunk, at most ``maxConcurrentJobs`` in flight, raced against the
 ``cancel`` event → ``merge_results`` (partial results too) → ``write_marker`` last → with
 ``notify``, the completion event (:mod:`orchestrators.notification`). Returns a small summary.
+With ``settings.cacheTable``, each verified chunk also fills the recommendations cache
+(:mod:`orchestrators.cache_fill`) and the marker says how many rows it wrote.
 
 ``merge_results`` and ``write_marker`` failing with ``StorageError`` (storage 5xx, timeouts) are
 tried again on durable timers (:data:`OUTPUT_RETRY_SECONDS`) before the run fails; other codes
@@ -28,6 +30,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import merge_results, prepare_batch, prepare_rerun, verify_output, write_marker
+from orchestrators import cache_fill
 from orchestrators.blueprint import bp
 from orchestrators.chunk_run import output_fields
 from orchestrators.clock import after, iso
@@ -182,6 +185,8 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
     progress.phase = "merging"
     context.set_custom_status(progress.status())
     yield from _stage_reused(context, args, prep, progress)
+    cache = cache_fill.plan(args, prep.get("job") or {})
+    yield from cache_fill.fill_reused(context, cache, prep, _work_id(context, args), progress)
     ordered = [progress.results[c["name"]] for c in prep["chunks"]]
     merged = yield from _output_call(context, merge_results, {
         "instanceId": context.instance_id, **_input_version(args),
@@ -204,6 +209,9 @@ def _run(context: df.DurableOrchestrationContext, args: dict, progress: Progress
                            outputs=outputs, counts=counts)
     if args.get("rerunOf"):
         document["rerunOf"] = args["rerunOf"]
+    cached = cache_fill.summary(cache, ordered)
+    if cached is not None:
+        document["cache"] = cached
     written = yield from _write(context, args, document)
     progress.phase = "completed" if code is None else "failed"
     context.set_custom_status(progress.status())

@@ -1,7 +1,9 @@
 """The fan-out of ``batch_orchestrator``: every chunk as a sub-orchestration, N at a time.
 
 The window is refilled with ``task_any`` over the running chunks and the ``cancel`` event; once
-cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited.
+cancelled, no chunk starts and the running ones (told by the HTTP cancel) are awaited. With
+the recommendations cache on, a chunk's ``fill_cache`` starts once its output is verified and is
+awaited like the staging, outside the window (:mod:`orchestrators.cache_fill`).
 
 A refill hands its new chunks to the host in a race with a timer due now, before the race over
 all running chunks. The Durable extension awaits each action the SDK returns in turn
@@ -21,6 +23,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState
 
 from activities import verify_output
+from orchestrators import cache_fill
 from orchestrators.blueprint import CANCEL_EVENT
 from orchestrators.chunk_orchestrator import chunk_orchestrator
 from orchestrators.chunk_run import output_fields
@@ -53,9 +56,11 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=object)
     running: dict[Any, str] = {}  # task -> chunk name
     staging: dict[Any, str] = {}  # verify_output task -> chunk name (outside the window)
+    cache = cache_fill.plan(args, prep.get("job") or {})
+    filling: dict[Any, str] = {}  # fill_cache task -> chunk name (outside the window)
     started: list = []  # tasks made since the last race, handed over to the host first
     cancelled = False
-    while queue or running or staging:
+    while queue or running or staging or filling:
         while queue and len(running) < window and not cancelled:
             name = queue.pop(0)
             child_id = naming.chunk_orchestration_id(context.instance_id, name)
@@ -68,7 +73,7 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
             started.append(task)
             progress.running[name] = child_id
         context.set_custom_status(progress.status())
-        pending = list(running) + list(staging)
+        pending = list(running) + list(staging) + list(filling)
         if not pending:
             break
         if started and len(started) < len(pending):
@@ -94,14 +99,28 @@ def fan_out(context: df.DurableOrchestrationContext, args: dict, prep: dict,
                     **output_fields(prep.get("job") or {}), **work})
                 staging[stage] = name
                 started.append(stage)
+            elif cache is not None and result.get("status") == "Succeeded":
+                _fill(context, cache, name, work, filling, started)  # staged by its chunk
         for task in [t for t in staging if t.is_completed]:
             name = staging.pop(task)
-            progress.results[name] = _staged(progress.results[name], task)
+            result = progress.results[name] = _staged(progress.results[name], task)
+            if cache is not None and result.get("part"):
+                # The cache fills from the verified output while the next chunks run.
+                _fill(context, cache, name, work, filling, started)
+        for task in [t for t in filling if t.is_completed]:
+            cache_fill.record(progress.results[filling.pop(task)], task)
     for name in queue:  # never started because of the cancel
         progress.results[name] = {"chunk": name, "status": "Cancelled", "code": errors.CANCELLED,
                                   "operationId": None, "message": "not started: run cancelled.",
                                   **({"reused": False} if rerun else {})}
     return cancelled
+
+
+def _fill(context: df.DurableOrchestrationContext, cache: dict, name: str, work: dict,
+          filling: dict, started: list) -> None:
+    task = cache_fill.fill(context, cache, name, work)
+    filling[task] = name
+    started.append(task)
 
 
 def _hand_over(context: df.DurableOrchestrationContext, started: list) -> Gen:

@@ -1,5 +1,6 @@
 """``python -m recobatch submit FILE [--wait]``: drop a requests file and follow its run;
-``python -m recobatch rerun RUN_ID [--wait]``: re-run a failed run's unfinished chunks.
+``python -m recobatch rerun RUN_ID [--wait]``: re-run a failed run's unfinished chunks;
+``python -m recobatch lookup A,B`` (or ``--user U``): a cached recommendation list.
 
 The command uploads FILE to the input container (the blob trigger starts the run), then, with
 ``--wait``, shows chunk progress from the work container until the run's marker appears and
@@ -15,6 +16,9 @@ variables.
 ``RECOBATCH_FUNCTION_KEY`` or ``.run/function.key`` (``make run``), never from the command
 line (it would show in ``ps``). With ``--wait`` it follows the new run through the API and
 prints its marker (exit 0 ``_SUCCESS``, 1 ``_FAILED`` or a refusal, 2 timed out).
+
+``lookup`` asks the same API (``GET /api/recommendations``, same ``--api`` and key) and prints
+the cached list as JSON (exit 0), or the answer's sentence (exit 1: not cached or refused).
 """
 
 from __future__ import annotations
@@ -163,6 +167,24 @@ def rerun(run_id: str, api: str, key: str, settings: Settings | None, wait: bool
     return 0 if (status.get("result") or {}).get("status") == "Succeeded" else 1
 
 
+def lookup(items: str | None, user: str | None, api: str, key: str, model: str | None = None,
+           build: str | None = None, out=sys.stdout) -> int:
+    """Print the cached recommendations of ``items`` (comma-separated) and/or ``user``."""
+    params = {name: value for name, value in
+              (("items", items), ("user", user), ("model", model), ("build", build))
+              if value is not None}
+    resp = requests.get(f"{api.rstrip('/')}/recommendations", params=params,
+                        headers={"x-functions-key": key}, timeout=30)
+    body = resp.json() if resp.headers.get("Content-Type", "").startswith(
+        "application/json") else {}
+    if resp.status_code != 200:
+        message = (body.get("error") or {}).get("message") or resp.reason
+        out.write(f"lookup refused ({resp.status_code}): {message}\n")
+        return 1
+    out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recobatch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,10 +203,23 @@ def main(argv: list[str] | None = None) -> int:
     sub_rerun.add_argument("--wait", action="store_true", help="wait for the new run's end")
     sub_rerun.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
     sub_rerun.add_argument("--settings", type=Path, help="local.settings.json to read")
+    sub_lookup = sub.add_parser("lookup", help="print a cached recommendation list")
+    sub_lookup.add_argument("items", nargs="?", help="seed item ids, comma-separated")
+    sub_lookup.add_argument("--user", help="a user id (user-to-item)")
+    sub_lookup.add_argument("--model", help="model id (default: the app's RECO_MODEL_ID)")
+    sub_lookup.add_argument("--build", help="build id or 'active' (default: the app's)")
+    sub_lookup.add_argument("--api", default=os.environ.get("RECOBATCH_API", DEFAULT_API),
+                            help="the app's API base URL (default: RECOBATCH_API or "
+                                 f"{DEFAULT_API})")
     args = parser.parse_args(argv)
+    if args.command == "lookup" and not args.items and not args.user:
+        parser.error("give item ids (A,B) or --user")
     if args.command == "submit" and not args.file.is_file():
         parser.error(f"no such file: {args.file}")
     try:
+        if args.command == "lookup":
+            return lookup(args.items, args.user, args.api, function_key(os.environ),
+                          args.model, args.build)
         if args.command == "rerun":
             settings = read_settings(args.settings, os.environ) if args.wait else None
             return rerun(args.run_id, args.api, function_key(os.environ), settings, args.wait,

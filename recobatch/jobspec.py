@@ -28,6 +28,7 @@ class JobSettings:
     include_metadata: bool = False
     minimal_score: float = 0.0
     output_format: str = "json"
+    cache: bool | None = None  # the file's choice; None: the app's (on when a table is set)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobSettings:
@@ -69,9 +70,12 @@ class JobSettings:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The effective job settings (markers, histories): :meth:`submit_body` and
-        ``outputFormat``."""
-        return {**self.submit_body(), "outputFormat": self.output_format}
+        """The effective job settings (markers, histories): :meth:`submit_body`,
+        ``outputFormat`` and, when the file or caller chose, ``cache``."""
+        body = {**self.submit_body(), "outputFormat": self.output_format}
+        if self.cache is not None:
+            body["cache"] = self.cache
+        return body
 
     def submit_body(self) -> dict[str, Any]:
         """The v4 submit body's ``job`` object (``buildId`` left out when unset)."""
@@ -126,6 +130,12 @@ def _minimal_score(key: str, value: Any) -> float:
     return float(value)
 
 
+def _cache(key: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise InputError(f"job.{key} must be true or false.")
+    return value
+
+
 def _output_format(key: str, value: Any) -> str:
     if value not in OUTPUT_FORMATS:
         raise InputError(f"job.{key} must be one of {', '.join(OUTPUT_FORMATS)}.")
@@ -140,4 +150,5 @@ _FIELDS = {
     "includeMetadata": ("include_metadata", _include_metadata),
     "minimalScore": ("minimal_score", _minimal_score),
     "outputFormat": ("output_format", _output_format),
+    "cache": ("cache", _cache),
 }

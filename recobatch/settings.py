@@ -102,6 +102,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("BATCH_NOTIFY_SECRET", None,
                 "Key of the `X-Recobatch-Signature: sha256=<hex HMAC-SHA256 of the body>` "
                 "header of the completion event; unset: no signature. Never logged."),
+    SettingSpec("BATCH_CACHE_TABLE", None,
+                "Recommendations cache: the table (same storage account) each scored "
+                "request's recommendations are written to, for `GET /api/recommendations`; "
+                "a file's `\"job\": {\"cache\": false}` leaves it out. Empty: no cache."),
     SettingSpec("WEBSITE_SITE_NAME", None,
                 "Set by Azure (the function app's name); the completion event's `source` is "
                 "`/recobatch/<name>` (`/recobatch/local` when unset)."),
@@ -174,6 +178,7 @@ class Settings:
     notify_url: str | None = field(default=None, repr=False)
     notify_secret: str | None = field(default=None, repr=False)
     app_name: str = "local"
+    cache_table: str | None = None
 
     @property
     def storage_blob_service_uri(self) -> str | None:
@@ -410,7 +415,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         notify_url=notify_url(env),
         notify_secret=_raw(env, "BATCH_NOTIFY_SECRET"),
         app_name=_raw(env, "WEBSITE_SITE_NAME") or "local",
+        cache_table=cache_table(env),
     )
+
+
+def cache_table(env: Mapping[str, str]) -> str | None:
+    """``BATCH_CACHE_TABLE``: a table name (3-63 letters and digits, a letter first), or
+    ``None`` (no cache)."""
+    raw = _raw(env, "BATCH_CACHE_TABLE")
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", raw):
+        raise ConfigurationError("the app setting BATCH_CACHE_TABLE must be a table name (3-63 "
+                                 f"letters and digits, starting with a letter), got {raw[:80]!r}.")
+    return raw
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")

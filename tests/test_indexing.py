@@ -43,13 +43,14 @@ def test_every_function_of_the_app_is_indexed_with_its_trigger():
         "start_batch_from_blob": "blobTrigger", "start_batch": "httpTrigger",
         "get_batch": "httpTrigger", "list_batches": "httpTrigger",
         "cancel_batch": "httpTrigger", "rerun_batch": "httpTrigger",
-        "status_page": "httpTrigger", "batch_orchestrator": "orchestrationTrigger",
+        "status_page": "httpTrigger", "get_recommendations": "httpTrigger",
+        "batch_orchestrator": "orchestrationTrigger",
         "chunk_orchestrator": "orchestrationTrigger", "prepare_batch": "activityTrigger",
         "submit_chunk": "activityTrigger", "check_operation": "activityTrigger",
         "verify_output": "activityTrigger", "cancel_operation": "activityTrigger",
         "is_cancel_requested": "activityTrigger", "merge_results": "activityTrigger",
         "write_marker": "activityTrigger", "notify_run": "activityTrigger",
-        "prepare_rerun": "activityTrigger"}
+        "prepare_rerun": "activityTrigger", "fill_cache": "activityTrigger"}
     starters = {name for name, f in functions.items() if f["client"] == "client"}
     assert starters == {"start_batch_from_blob", "start_batch", "get_batch", "list_batches",
                         "cancel_batch", "rerun_batch"}

@@ -28,7 +28,10 @@ def run_input(container: str, name: str, etag: str, size: int | None, job: dict 
                          "timeoutMinutes": settings.job_timeout_minutes,
                          "outputContainer": settings.output_container,
                          # whether to notify, not where: the URL may carry a key
-                         "notify": bool(settings.notify_url)}}
+                         "notify": bool(settings.notify_url),
+                         # the recommendations cache's table (a name, no secret), when set
+                         **({"cacheTable": settings.cache_table}
+                            if settings.cache_table else {})}}
 
 
 async def exists(client: df.DurableOrchestrationClient, instance_id: str) -> bool:

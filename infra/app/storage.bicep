@@ -1,6 +1,7 @@
-// The storage account: batch containers, the function app's deployment container, and the
-// Durable Functions task hub (queues and tables). Shared keys are off: every client signs in
-// with Entra ID, and SAS tokens for the batch jobs are user-delegation SAS.
+// The storage account: batch containers, the function app's deployment container, the
+// Durable Functions task hub (queues and tables) and the recommendations cache table. Shared
+// keys are off: every client signs in with Entra ID, and SAS tokens for the batch jobs are
+// user-delegation SAS.
 param location string
 param tags object
 param name string
@@ -8,6 +9,8 @@ param containerNames array
 param workContainerName string
 param workRetentionDays int
 param vnetEnabled bool
+@description('Tables besides the task hub\'s (the recommendations cache); empty: none.')
+param tableNames array = []
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: the firewall denies by default when vnetEnabled (defaultAction below); without a VNet the Flex Consumption app has no fixed outbound addresses to allow, and the account accepts only Entra ID (shared keys off).
@@ -58,6 +61,17 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   properties: {
     publicAccess: 'None'
   }
+}]
+
+// The recommendations cache (recobatch/cache.py): the app upserts its rows and answers lookups.
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for tableName in tableNames: {
+  parent: tableService
+  name: tableName
 }]
 
 // Chunk inputs and outputs are only needed while a run is in flight and for a look afterwards.

@@ -1,4 +1,4 @@
-"""The blueprint registers the ten activities of docs/design.md under their names."""
+"""The blueprint registers the eleven activities of docs/design.md under their names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import activities
 
 NAMES = {"prepare_batch", "submit_chunk", "check_operation", "verify_output",
          "cancel_operation", "is_cancel_requested", "merge_results", "write_marker",
-         "notify_run", "prepare_rerun"}
+         "notify_run", "prepare_rerun", "fill_cache"}
 
 
 def test_blueprint_registers_each_activity_with_an_activity_trigger_named_payload():

@@ -303,3 +303,20 @@ def test_every_module_output_main_reads_exists():
     assert used
     for symbol, output in used:
         assert output in modules[symbol]["outputs"], f"{symbol}.outputs.{output}"
+
+
+def test_the_cache_table_exists_from_a_parameter_and_is_the_apps_setting():
+    main = parse("main.bicep")
+    storage = parse("app/storage.bicep")
+    (tables,) = resources_of_type(
+        storage, "Microsoft.Storage/storageAccounts/tableServices/tables").values()
+    params = main["modules"]["storage"]["config"]["params"]
+
+    assert main["parameters"]["cacheTableName"]["default"] == "recocache"
+    assert "cacheTableName" in str(params["tableNames"])
+    assert tables["config"]["loop_type"]["detail"] == {"item_name": "tableName",
+                                                       "array_name": "tableNames"}
+    assert tables["config"]["config"]["name"] == "tableName"
+    assert function_app_settings()["BATCH_CACHE_TABLE"] == "cacheTableName"
+    # Upserts and reads of the cache need the table data role on the account.
+    assert app_role_assignments()[STORAGE_TABLE_DATA_CONTRIBUTOR] == "storage"

@@ -197,3 +197,21 @@ def test_user_delegation_sas_work_for_their_blob_only(identity_settings):
         with pytest.raises(HttpResponseError) as refused:
             denied()
         assert refused.value.status_code == 403
+
+
+def test_the_cache_table_uses_the_identitys_table_endpoint_and_bearer_tokens(identity_settings):
+    from recobatch import cache
+
+    service = cache._make_service(identity_settings)
+    table = cache.table_client(service, "id" + uuid.uuid4().hex[:12], create=True)
+    report = cache.fill(table, [{"SeedItems": ["B", "A"]}],
+                        [{"recommendations": [{"items": [{"itemId": "X"}], "rating": 0.5}]}],
+                        partition="m.active", api_name="ItemRecommend", instance_id="rb-i",
+                        metadata=False)
+
+    assert report.as_dict() == {"rows": 1, "failed": 0}
+    row = cache.lookup(table, "m.active", cache.item_key(["A", "B"]))
+    assert row is not None and cache.answer(row)["recommendedItems"][0]["items"] == [{"id": "X"}]
+    assert service.url.startswith(identity_settings.storage_identity.table_service_uri)
+    assert LocalJwtCredential.made and "https://storage.azure.com/.default" in \
+        LocalJwtCredential.made[0].scopes
