@@ -12,43 +12,28 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
+from apphost_testkit import TERMINAL, AppClient, app_settings
 
 from devhost.services import REPO_ROOT, Service, start_devhost
 
 MASTER_KEY = "otel-master-" + uuid.uuid4().hex[:8]
-TERMINAL = ("Completed", "Failed", "Terminated")
 
 
 @dataclass
-class TracedApp:
+class TracedApp(AppClient):
     """A devhost serving function_app.py, the settings it got and its span file."""
 
-    service: Service
-    settings: dict[str, str]
     trace_file: Path
-    blob_service: object
+
+    master_key = MASTER_KEY
 
     @property
     def base(self) -> str:
         return str(self.service.extra["base_url"])
 
     def upload(self, name: str, body: str) -> None:
-        container = self.blob_service.get_container_client(self.settings["BATCH_INPUT_CONTAINER"])
+        container = self.container("BATCH_INPUT_CONTAINER")
         container.get_blob_client(name).upload_blob(body.encode(), overwrite=True)
-
-    def marker(self, stem: str, timeout: float = 120) -> tuple[str, dict]:
-        out = self.blob_service.get_container_client(self.settings["BATCH_OUTPUT_CONTAINER"])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name in ("_SUCCESS", "_FAILED"):
-                try:
-                    body = out.get_blob_client(f"{stem}/{name}").download_blob().readall()
-                except ResourceNotFoundError:
-                    continue
-                return name, json.loads(body)
-            time.sleep(0.3)
-        raise AssertionError(f"no marker for {stem}; devhost log:\n{self.service.log_tail()}")
 
     def instance(self, instance_id: str, timeout: float = 60) -> dict:
         """The instance's status with its history, once it is in a terminal state."""
@@ -77,27 +62,14 @@ def traced_app_factory(tmp_path: Path, azurite: Service, blob_service,
     def start(trace: bool = True, **overrides: str) -> TracedApp:
         tag = uuid.uuid4().hex[:8]
         trace_file = tmp_path / f"spans-{tag}.jsonl"
-        settings = {
-            "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
-            "FUNCTIONS_WORKER_RUNTIME": "python",
-            "TASKHUB_NAME": "RecobatchOtelHub",
-            "DEVHOST_MASTER_KEY": MASTER_KEY,
-            "RECO_ENDPOINT": recoservice.base_url,
-            "RECO_SUBSCRIPTION_KEY": recoservice.key,
-            "RECO_MODEL_ID": recoservice.demo_model_id,
-            "BATCH_INPUT_CONTAINER": f"in-{tag}",
-            "BATCH_OUTPUT_CONTAINER": f"out-{tag}",
-            "BATCH_WORK_CONTAINER": f"work-{tag}",
-            "POLL_INITIAL_SECONDS": "2",
-            "POLL_MAX_SECONDS": "10",
-            "JOB_TIMEOUT_MINUTES": "10",
-            # the parent's environment must not switch telemetry on or off for the test
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
-            "RECOBATCH_TRACE_FILE": str(trace_file) if trace else "",
-        }
-        settings.update(overrides)
-        for name in ("BATCH_INPUT_CONTAINER", "BATCH_OUTPUT_CONTAINER", "BATCH_WORK_CONTAINER"):
-            blob_service.create_container(settings[name])
+        settings = app_settings(
+            blob_service, str(azurite.extra["connection_string"]), recoservice,
+            hub="RecobatchOtelHub", tag=tag, **{
+                "DEVHOST_MASTER_KEY": MASTER_KEY,
+                # the parent's environment must not switch telemetry on or off for the test
+                "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
+                "RECOBATCH_TRACE_FILE": str(trace_file) if trace else "",
+                **overrides})
         svc = start_devhost(REPO_ROOT, tmp_path / f"devhost-{tag}", settings, timer_scale=20.0)
         app = TracedApp(service=svc, settings=settings, trace_file=trace_file,
                         blob_service=blob_service)

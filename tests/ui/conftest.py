@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,85 +18,39 @@ from typing import Any
 
 import pytest
 import requests
+from apphost_testkit import AppClient, app_settings
 
 from devhost.services import REPO_ROOT, Service, start_devhost
 
 CHROMIUM = os.environ.get("RECOBATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("RECOBATCH_CHROMEDRIVER", "/usr/bin/chromedriver")
 MASTER_KEY = "ui-" + uuid.uuid4().hex[:12]
-TERMINAL = ("Completed", "Failed", "Terminated")
 
 
 @dataclass
-class UiApp:
+class UiApp(AppClient):
     """A devhost running function_app.py, and the API calls the tests make beside the page."""
 
-    service: Service
-    settings: dict[str, str]
-    blob_service: Any
-
     master_key = MASTER_KEY
-
-    @property
-    def api(self) -> str:
-        return f"{self.service.extra['base_url']}/api"
 
     def page_url(self, refresh: float = 0.5) -> str:
         """The page's address as a user opens it: the key as ``?code=``."""
         return f"{self.api}/ui?code={MASTER_KEY}&refresh={refresh}"
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"{self.api}{path}", timeout=30,
-                                headers={"x-functions-key": MASTER_KEY}, **kwargs)
-
-    def container(self, setting: str):
-        return self.blob_service.get_container_client(self.settings[setting])
 
     def start(self, requests_: list[dict]) -> str:
         resp = self.call("POST", "/batches", json={"input": {"requests": requests_}})
         assert resp.status_code == 202, resp.text
         return str(resp.json()["instanceId"])
 
-    def wait(self, instance_id: str, until: Callable[[dict], bool], timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        body: dict = {}
-        while time.monotonic() < deadline:
-            resp = self.call("GET", f"/batches/{instance_id}")
-            if resp.status_code == 200:
-                body = resp.json()
-                if until(body):
-                    return body
-            time.sleep(0.2)
-        raise AssertionError(f"gave up waiting on {instance_id}: {body}\n"
-                             f"{self.service.log_tail()}")
-
-    def wait_done(self, instance_id: str, timeout: float = 120) -> dict:
-        return self.wait(instance_id, lambda b: b["runtimeStatus"] in TERMINAL, timeout)
-
 
 @pytest.fixture(scope="module")
 def ui_app(tmp_path_factory: pytest.TempPathFactory, azurite: Service, blob_service,
            recoservice) -> Iterator[UiApp]:
     """One devhost per module; chunks of at most 1 KiB so small inputs make several chunks."""
-    tag = uuid.uuid4().hex[:8]
-    settings = {
-        "AzureWebJobsStorage": str(azurite.extra["connection_string"]),
-        "FUNCTIONS_WORKER_RUNTIME": "python",
-        "TASKHUB_NAME": "RecobatchUiHub",
-        "RECO_ENDPOINT": recoservice.base_url,
-        "RECO_SUBSCRIPTION_KEY": recoservice.key,
-        "RECO_MODEL_ID": recoservice.demo_model_id,
-        "BATCH_INPUT_CONTAINER": f"uin-{tag}",
-        "BATCH_OUTPUT_CONTAINER": f"uout-{tag}",
-        "BATCH_WORK_CONTAINER": f"uwork-{tag}",
-        "BATCH_MAX_JOB_BYTES": "1024",
-        "RECO_MAX_CONCURRENT_JOBS": "2",
-        "POLL_INITIAL_SECONDS": "2",
-        "POLL_MAX_SECONDS": "10",
-        "JOB_TIMEOUT_MINUTES": "60",
-    }
-    for name in ("BATCH_INPUT_CONTAINER", "BATCH_OUTPUT_CONTAINER", "BATCH_WORK_CONTAINER"):
-        blob_service.create_container(settings[name])
+    settings = app_settings(blob_service, str(azurite.extra["connection_string"]), recoservice,
+                            hub="RecobatchUiHub", tag=uuid.uuid4().hex[:8], prefix="u",
+                            BATCH_MAX_JOB_BYTES="1024", RECO_MAX_CONCURRENT_JOBS="2",
+                            JOB_TIMEOUT_MINUTES="60")
     workdir: Path = tmp_path_factory.mktemp("ui-devhost")
     svc = start_devhost(REPO_ROOT, workdir, settings, timer_scale=20.0, master_key=MASTER_KEY)
     yield UiApp(service=svc, settings=settings, blob_service=blob_service)
