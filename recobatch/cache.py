@@ -53,7 +53,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from recobatch.errors import ConfigurationError, InputError, StorageError
 from recobatch.limits import safe_text
 from recobatch.settings import Settings, get_settings
-from recobatch.storage import credential_for, safe_error
+from recobatch.storage import connect, safe_error, shared_client
 
 ACTIVE_BUILD = "active"
 ITEM_KIND, USER_KIND = "i", "u"
@@ -228,38 +228,19 @@ def answer(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---- clients -----------------------------------------------------------------------------
 
-_lock = threading.Lock()
-_services: dict[tuple[str | None, Any], TableServiceClient] = {}
 _created: set[tuple[int, str]] = set()
 
 
 def table_service(settings: Settings | None = None) -> TableServiceClient:
     """The process-wide :class:`TableServiceClient` for these settings (created once), from
     the same connection as blobs: a connection string, or the identity's table endpoint."""
-    settings = settings or get_settings()
-    key = (settings.storage_connection_string, settings.storage_identity)
-    with _lock:
-        client = _services.get(key)
-        if client is None:
-            client = _make_service(settings)
-            _services[key] = client
-        return client
+    return shared_client(settings or get_settings(), _make_service)
 
 
 def _make_service(settings: Settings) -> TableServiceClient:
-    if settings.storage_connection_string:
-        try:
-            return TableServiceClient.from_connection_string(
-                settings.storage_connection_string, **_CLIENT_OPTIONS)
-        except ValueError:
-            # The SDK's message may quote the connection string (and its key): never show it.
-            raise StorageError("the AzureWebJobsStorage connection string is malformed (or "
-                               "has no table endpoint).") from None
-    identity = settings.storage_identity
-    if identity is None:
-        raise StorageError("no storage connection is configured.")
-    return TableServiceClient(endpoint=identity.table_service_uri,
-                              credential=credential_for(identity), **_CLIENT_OPTIONS)
+    return connect(TableServiceClient, "table", settings, _CLIENT_OPTIONS,
+                   malformed="the AzureWebJobsStorage connection string is malformed "
+                             "(or has no table endpoint).")
 
 
 def table_client(service: TableServiceClient, name: str, create: bool = False) -> TableClient:

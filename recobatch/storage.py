@@ -25,10 +25,11 @@ import io
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from azure.core.exceptions import (
@@ -53,6 +54,7 @@ from recobatch.settings import MANAGED_IDENTITY, Settings, StorageIdentity, get_
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableServiceClient
 
 SAS_CLOCK_SKEW = timedelta(minutes=5)
 SAS_MARGIN = timedelta(minutes=15)
@@ -69,34 +71,51 @@ _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120
                                    "max_chunk_get_size": BLOCK_SIZE}
 
 _lock = threading.Lock()
-_clients: dict[tuple[str | None, StorageIdentity | None], BlobServiceClient] = {}
+# The process's service clients, by maker and connection: blobs here, the cache's table in
+# recobatch.cache.
+_clients: dict[tuple[Callable[[Settings], Any], str | None, StorageIdentity | None], Any] = {}
+_ServiceT = TypeVar("_ServiceT", "BlobServiceClient", "TableServiceClient")
 
 
 def service_client(settings: Settings | None = None) -> BlobServiceClient:
     """The process-wide :class:`BlobServiceClient` for these settings (created once)."""
-    settings = settings or get_settings()
-    key = (settings.storage_connection_string, settings.storage_identity)
-    with _lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _make_client(settings)
-            _clients[key] = client
-        return client
+    return shared_client(settings or get_settings(), _make_client)
 
 
 def _make_client(settings: Settings) -> BlobServiceClient:
+    return connect(BlobServiceClient, "blob", settings, _CLIENT_OPTIONS,
+                   malformed="the AzureWebJobsStorage connection string is malformed.")
+
+
+def shared_client(settings: Settings, make: Callable[[Settings], _ServiceT]) -> _ServiceT:
+    """The process-wide client that ``make`` builds for these settings (built once)."""
+    key = (make, settings.storage_connection_string, settings.storage_identity)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make(settings)
+        return client
+
+
+def connect(client_class: type[_ServiceT], kind: Literal["blob", "table"], settings: Settings,
+            options: dict[str, Any], malformed: str) -> _ServiceT:
+    """A new ``client_class`` for the settings' storage connection (``AzureWebJobsStorage``).
+
+    From the connection string, else from the identity's ``kind`` service URI with
+    :func:`credential_for`. ``malformed`` is the error when the SDK refuses the connection
+    string: the SDK's own message may quote it, key and all.
+    """
     if settings.storage_connection_string:
         try:
-            return BlobServiceClient.from_connection_string(
-                settings.storage_connection_string, **_CLIENT_OPTIONS)
+            return client_class.from_connection_string(settings.storage_connection_string,
+                                                       **options)
         except ValueError:
-            # The SDK's message may quote the connection string (and its key): never show it.
-            raise StorageError("the AzureWebJobsStorage connection string is malformed.") from None
+            raise StorageError(malformed) from None
     identity = settings.storage_identity
     if identity is None:
         raise StorageError("no storage connection is configured.")
-    return BlobServiceClient(identity.blob_service_uri, credential=credential_for(identity),
-                             **_CLIENT_OPTIONS)
+    endpoint = identity.blob_service_uri if kind == "blob" else identity.table_service_uri
+    return client_class(endpoint, credential=credential_for(identity), **options)
 
 
 def credential_for(identity: StorageIdentity) -> TokenCredential:
