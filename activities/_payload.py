@@ -6,6 +6,7 @@ from typing import Any
 
 from azure.storage.blob import BlobClient, BlobServiceClient
 
+from recobatch import naming
 from recobatch.errors import InputError
 
 
@@ -25,6 +26,16 @@ def optional(payload: dict, activity: str, name: str, kind: type | tuple[type, .
     if value is not None and not isinstance(value, kind):
         raise InputError(f"{activity}: the payload field {name} is invalid.")
     return value
+
+
+def chunk_ref(payload: Any, activity: str) -> tuple[str, str, str]:
+    """The run's instance id, the id of the run whose work folder holds the chunk and the
+    chunk's name, from the payload fields ``instanceId``, ``workId`` (the run's own when
+    absent) and ``chunk`` (:func:`recobatch.naming.chunk_name`)."""
+    instance = required(payload, activity, "instanceId")
+    work_id = optional(payload, activity, "workId", str) or instance
+    chunk = naming.chunk_name(required(payload, activity, "chunk", (str, int, dict)))
+    return instance, work_id, chunk
 
 
 def results_format(payload: dict, activity: str) -> tuple[Any, bool]:

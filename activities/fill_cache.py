@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import orjson
 
-from activities._payload import optional, required
+from activities._payload import chunk_ref, optional, required
 from activities.blueprint import bp
 from recobatch import cache, naming, storage
 from recobatch.chunking import iter_results
@@ -24,9 +24,7 @@ NAME = "fill_cache"
 
 def run(payload: dict) -> dict:
     """Do the work of ``fill_cache`` (plain, no Functions host needed)."""
-    instance = required(payload, NAME, "instanceId")
-    work_id = optional(payload, NAME, "workId", str) or instance
-    chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
+    instance, work_id, chunk = chunk_ref(payload, NAME)
     partition = required(payload, NAME, "partition")
     api_name = required(payload, NAME, "apiName")
     if api_name not in API_NAMES:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from activities._payload import optional, required, results_format
+from activities._payload import chunk_ref, required, results_format
 from activities.blueprint import bp
 from recobatch import assembly, naming, storage
 from recobatch.errors import OutputInvalidError, StorageError
@@ -26,9 +26,7 @@ NAME = "verify_output"
 
 def run(payload: dict) -> dict:
     """Do the work of ``verify_output`` (plain, no Functions host needed)."""
-    instance = required(payload, NAME, "instanceId")
-    work_id = optional(payload, NAME, "workId", str) or instance
-    chunk = naming.chunk_name(required(payload, NAME, "chunk", (str, int, dict)))
+    instance, work_id, chunk = chunk_ref(payload, NAME)
     input_name = required(payload, NAME, "inputName")
     fmt, metadata = results_format(payload, NAME)
     settings = get_settings()
