@@ -121,18 +121,26 @@ def function_key(environ: Mapping[str, str]) -> str:
     return key
 
 
+def _answer(resp: requests.Response, ok: int, what: str, out) -> dict | None:
+    """The JSON body of an answer with status ``ok`` (``{}`` when not JSON); else ``None``,
+    having written why ``what`` was refused."""
+    body = resp.json() if resp.headers.get("Content-Type", "").startswith(
+        "application/json") else {}
+    if resp.status_code != ok:
+        message = (body.get("error") or {}).get("message") or resp.reason
+        out.write(f"{what} refused ({resp.status_code}): {message}\n")
+        return None
+    return body
+
+
 def rerun(run_id: str, api: str, key: str, settings: Settings | None, wait: bool = False,
           timeout: float = 3600.0, out=sys.stdout) -> int:
     """Ask for the re-run of ``run_id``; with ``wait``, follow it and print its marker."""
     session = requests.Session()
     session.headers["x-functions-key"] = key
     url = f"{api.rstrip('/')}/batches/{urllib.parse.quote(run_id, safe='')}"
-    resp = session.post(f"{url}/rerun", timeout=30)
-    body = resp.json() if resp.headers.get("Content-Type", "").startswith(
-        "application/json") else {}
-    if resp.status_code != 202:
-        message = (body.get("error") or {}).get("message") or resp.reason
-        out.write(f"re-run of {run_id} refused ({resp.status_code}): {message}\n")
+    body = _answer(session.post(f"{url}/rerun", timeout=30), 202, f"re-run of {run_id}", out)
+    if body is None:
         return 1
     new_id = body["instanceId"]
     verb = "started" if body.get("started") else "exists already"
@@ -175,11 +183,8 @@ def lookup(items: str | None, user: str | None, api: str, key: str, model: str |
               if value is not None}
     resp = requests.get(f"{api.rstrip('/')}/recommendations", params=params,
                         headers={"x-functions-key": key}, timeout=30)
-    body = resp.json() if resp.headers.get("Content-Type", "").startswith(
-        "application/json") else {}
-    if resp.status_code != 200:
-        message = (body.get("error") or {}).get("message") or resp.reason
-        out.write(f"lookup refused ({resp.status_code}): {message}\n")
+    body = _answer(resp, 200, "lookup", out)
+    if body is None:
         return 1
     out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
     return 0
