@@ -1,11 +1,12 @@
 """Activity ``check_operation``: the status of a batch job's operation, and the run's cancel flag.
 
-Input ``{operationId, instanceId?, chunk?}`` (``chunk`` only names its span); output ``{status,
-percentComplete, message, cancelRequested}``. With ``instanceId`` the run's ``_CANCEL`` flag
-blob is read first: when it is there the answer is ``{cancelRequested: true}`` with no status
-(the service is not asked), so a chunk that missed the ``cancel`` event (it started after the
-HTTP cancel read the run's running chunks) still stops at its next poll. Raises
-``UpstreamUnavailable`` once the client's own retries (5xx, connection) are spent.
+Input ``{operationId, instanceId?, chunk?, poll?}`` (``chunk`` and ``poll``, the number of this
+poll of the job, only feed telemetry); output ``{status, percentComplete, message,
+cancelRequested}``. With ``instanceId`` the run's ``_CANCEL`` flag blob is read first: when it
+is there the answer is ``{cancelRequested: true}`` with no status (the service is not asked), so
+a chunk that missed the ``cancel`` event (it started after the HTTP cancel read the run's
+running chunks) still stops at its next poll. Raises ``UpstreamUnavailable`` once the client's
+own retries (5xx, connection) are spent.
 """
 
 from __future__ import annotations

@@ -106,8 +106,9 @@ def _poll(run: ChunkRun) -> Gen:
             return run.result(CANCELLED, "the run was cancelled.")
         run.interval = min(run.interval * 2, run.poll_max)
         try:
+            run.polls += 1
             state = yield run.context.call_activity(check_operation, {
-                "operationId": run.operation_id, **run.ids()})
+                "operationId": run.operation_id, **run.ids(), "poll": run.polls})
         except Exception as exc:
             code, sentence = reason(exc)
             if code != errors.UPSTREAM_UNAVAILABLE:

@@ -59,6 +59,9 @@ class ChunkRun:
         self.interval = float(resume.get("interval") or self.poll_initial)
         self.unavailable = int(resume.get("unavailable") or 0)
         self.operation_id: str | None = resume.get("operationId")
+        # Polls of the job so far, across executions (``check_operation`` gets the number, so
+        # the polls-per-job metric is exact whichever instance sees the job end).
+        self.polls = int(resume.get("polls") or 0)
         # (when, percentComplete) of the last poll, to estimate when the job ends.
         self.progress_seen: tuple[datetime, float] | None = None
         # One wait task for the whole execution: re-yielded in every race, scheduled once.
@@ -68,7 +71,8 @@ class ChunkRun:
         """The input of the next execution (continue-as-new): same chunk, same clock bounds."""
         resume = {"phase": phase, "operationId": self.operation_id,
                   "startedAt": iso(self.started), "deadline": iso(self.deadline),
-                  "interval": self.interval, "unavailable": self.unavailable}
+                  "interval": self.interval, "unavailable": self.unavailable,
+                  "polls": self.polls}
         return {**{k: v for k, v in self.args.items() if k != "resume"}, "resume": resume}
 
     def result(self, status: str, message: str = "", *, code: str | None = None,

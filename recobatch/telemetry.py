@@ -349,7 +349,14 @@ def _poll(payload: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     operation = payload.get("operationId")
     if not isinstance(operation, str) or result.get("cancelRequested"):
         return
-    with _state.lock:
+    number = payload.get("poll")
+    if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+        # the chunk orchestrator numbers its polls: exact, whichever instance polled before
+        if result.get("status") in TERMINAL_STATUSES:
+            _state.instruments.polls_per_job.record(number, {"recobatch.job_status":
+                                                             str(result.get("status"))})
+        return
+    with _state.lock:  # an older caller without numbers: count what this process saw
         polls = _state.polls.pop(operation, 0) + 1
         if result.get("status") not in TERMINAL_STATUSES:
             _state.polls[operation] = polls

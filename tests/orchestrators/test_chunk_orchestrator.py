@@ -313,6 +313,8 @@ def test_continue_as_new_carries_the_operation_deadline_and_poll_interval(chunk_
               if a.get("functionName") == "check_operation"]
     assert {c["operationId"] for c in checks} == {"op-1"}
     assert len(checks) == 4 + 39  # 5+10+20+40 s, then every 60 s until the deadline
+    # the polls are numbered across executions (the polls-per-job metric reads the number)
+    assert [c["poll"] for c in checks] == list(range(1, len(checks) + 1))
     cancel = [json.loads(a["input"]) for a in run.all_actions
               if a.get("functionName") == "cancel_operation"]
     assert cancel == [{"operationId": "op-1", "instanceId": RUN_ID, "chunk": "chunk-00001"}]
@@ -354,7 +356,8 @@ def test_a_cancel_flag_seen_by_a_poll_cancels_the_job_and_stops(chunk_run):
 
     checks = [json.loads(a["input"]) for a in run.actions
               if a.get("functionName") == "check_operation"]
-    assert checks == [{"operationId": "op-1", "instanceId": RUN_ID, "chunk": "chunk-00001"}] * 2
+    assert checks == [{"operationId": "op-1", "instanceId": RUN_ID, "chunk": "chunk-00001",
+                       "poll": n} for n in (1, 2)]
     assert run.names()[-1] == "cancel_operation"
     assert run.output["status"] == "Cancelled" and run.output["operationId"] == "op-1"
 

@@ -160,6 +160,17 @@ def test_metrics_of_a_run_scored_requests_chunk_durations_and_polls_per_job(reco
     assert (per_job.count, per_job.sum) == (1, 3)
 
 
+def test_polls_per_job_takes_the_orchestrator_s_poll_number(recorded):
+    # polls 1..16 ran in another process (or before a continue-as-new): the number says so
+    telemetry.observe("check_operation", {"operationId": "op-8", "poll": 16},
+                      {"status": "Running"})
+    telemetry.observe("check_operation", {"operationId": "op-8", "poll": 17},
+                      {"status": "Succeeded"})
+    (per_job,) = recorded.points("recobatch.polls_per_job")
+    assert (per_job.count, per_job.sum) == (1, 17)
+    assert per_job.attributes == {"recobatch.job_status": "Succeeded"}
+
+
 @pytest.fixture
 def log_factory() -> Iterator[None]:
     """The process's log-record factory, put back after the test (install_log_context sets
