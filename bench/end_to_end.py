@@ -113,6 +113,9 @@ def run_pipeline(blob_service, name: str, body: bytes, timeout: float,
                 "chunks_s": (max(ends) - min(starts)) if starts and ends else None,
                 "merge_s": (written - max(ends)) if ends and written else None,
                 "cpu": cpu,
+                "timeline": [(c.get("chunk") or c.get("name"), _stamp(c.get("startedAt")),
+                              _stamp(c.get("endedAt"))) for c in chunks],
+                "uploaded": uploaded,
             }
         time.sleep(0.2)
     raise TimeoutError(f"no marker for {name} within {timeout:.0f}s")
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=1,
                         help="RECO_MAX_CONCURRENT_JOBS: chunks in flight (the service still "
                              "runs one job at a time and answers 409 to the others)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print each chunk's job start and end")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.requests.split(",") if s.strip()]
 
@@ -183,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"          phases (s): trigger {_fmt(result['trigger_s'])}, prepare "
                   f"{_fmt(result['prepare_s'])}, chunks {_fmt(result['chunks_s'])}, merge "
                   f"{_fmt(result['merge_s'])}")
+            if args.timeline:
+                print("          chunks (s after upload, job start - output there): " + ", ".join(
+                    f"{name}: {start - result['uploaded']:.1f}-{end - result['uploaded']:.1f}"
+                    for name, start, end in result["timeline"] if start and end))
             inproc_cpu = in_process_rate.cpu_s  # type: ignore[attr-defined]
             print("          CPU s per 100k requests (upload to marker): " + ", ".join(
                 f"{svc} {cpu * 1e5 / size:.2f}" for svc, cpu in result["cpu"].items())
