@@ -60,22 +60,33 @@ def in_process_rate(requests: list[list[str]], workdir: Path) -> tuple[float, li
     model_id = ensure_demo(state)
     scorer = Scorer(state)
     scorer.recommend_items(model_id, None, requests[:100], 10)  # load the build once
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(requests), 50_000):
         scorer.recommend_items(model_id, None, requests[start:start + 50_000], 10)
+    in_process_rate.cpu_s = time.process_time() - cpu  # type: ignore[attr-defined]
     return len(requests) / (time.perf_counter() - started), list(scorer.load(model_id, None)
                                                                .item_ids)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stamp(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
 
 
-def run_pipeline(blob_service, name: str, body: bytes, timeout: float) -> dict:
-    """Upload ``body`` as ``name`` and wait for its marker; return timings from the marker."""
+def run_pipeline(blob_service, name: str, body: bytes, timeout: float,
+                 services: dict[str, int] | None = None) -> dict:
+    """Upload ``body`` as ``name`` and wait for its marker; return timings from the marker,
+    and the CPU seconds each of ``services`` (name: pid) spent from the upload to the marker."""
     from azure.core.exceptions import ResourceNotFoundError
 
+    services = services or {}
     outputs = blob_service.get_container_client("batch-output")
+    cpu_before = {svc: cpu_seconds(pid) for svc, pid in services.items()}
     uploaded_at = time.time()
     blob_service.get_blob_client("batch-input", name).upload_blob(body, overwrite=True)
     uploaded = time.time()
@@ -88,6 +99,7 @@ def run_pipeline(blob_service, name: str, body: bytes, timeout: float) -> dict:
             except ResourceNotFoundError:
                 continue
             seen = time.time()
+            cpu = {svc: cpu_seconds(pid) - cpu_before[svc] for svc, pid in services.items()}
             chunks = marker.get("chunks") or []
             starts = [s for s in (_stamp(c.get("startedAt")) for c in chunks) if s]
             ends = [e for e in (_stamp(c.get("endedAt")) for c in chunks) if e]
@@ -100,6 +112,10 @@ def run_pipeline(blob_service, name: str, body: bytes, timeout: float) -> dict:
                 "prepare_s": (min(starts) - run_start) if starts and run_start else None,
                 "chunks_s": (max(ends) - min(starts)) if starts and ends else None,
                 "merge_s": (written - max(ends)) if ends and written else None,
+                "cpu": cpu,
+                "timeline": [(c.get("chunk") or c.get("name"), _stamp(c.get("startedAt")),
+                              _stamp(c.get("endedAt"))) for c in chunks],
+                "uploaded": uploaded,
             }
         time.sleep(0.2)
     raise TimeoutError(f"no marker for {name} within {timeout:.0f}s")
@@ -120,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=1,
                         help="RECO_MAX_CONCURRENT_JOBS: chunks in flight (the service still "
                              "runs one job at a time and answers 409 to the others)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print each chunk's job start and end")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.requests.split(",") if s.strip()]
 
@@ -158,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             inproc, _ = in_process_rate(requests, workdir / "inproc")
             body = json.dumps({"requests": [{"SeedItems": s} for s in requests]},
                               separators=(",", ":")).encode()
-            result = run_pipeline(blob_service, f"bench-{size}.json", body, args.timeout)
+            result = run_pipeline(blob_service, f"bench-{size}.json", body, args.timeout,
+                                  {"azurite": azurite.proc.pid, "recoservice": reco.proc.pid,
+                                   "devhost": devhost.proc.pid})
             rate = size / result["wall_s"]
             rows.append((size, len(body), inproc, rate, result))
             print(f"{size:>9,} requests ({len(body) / 1e6:.1f} MB): in-process "
@@ -168,6 +188,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"          phases (s): trigger {_fmt(result['trigger_s'])}, prepare "
                   f"{_fmt(result['prepare_s'])}, chunks {_fmt(result['chunks_s'])}, merge "
                   f"{_fmt(result['merge_s'])}")
+            if args.timeline:
+                print("          chunks (s after upload, job start - output there): " + ", ".join(
+                    f"{name}: {start - result['uploaded']:.1f}-{end - result['uploaded']:.1f}"
+                    for name, start, end in result["timeline"] if start and end))
+            inproc_cpu = in_process_rate.cpu_s  # type: ignore[attr-defined]
+            print("          CPU s per 100k requests (upload to marker): " + ", ".join(
+                f"{svc} {cpu * 1e5 / size:.2f}" for svc, cpu in result["cpu"].items())
+                + f"; total {sum(result['cpu'].values()) * 1e5 / size:.2f}; in-process "
+                f"scoring {inproc_cpu * 1e5 / size:.2f}")
             if result["kind"] != "_SUCCESS":
                 print(f"          {result['code']}: {result['message']}")
         load = os.getloadavg()

@@ -44,7 +44,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
 from recobatch.chunking import dumps, iter_results, record
 from recobatch.errors import StorageError
-from recobatch.storage import BLOCK_SIZE, safe_error
+from recobatch.storage import BLOCK_SIZE, STAGE_OPTIONS, safe_error
 
 HEAD, SEPARATOR, FOOT = b'{"results":[', b",", b"]}"
 BLOCK_BYTES = BLOCK_SIZE  # a part's blocks are this big (the last one smaller)
@@ -294,6 +294,6 @@ def commit_results(blob: BlobClient, tag: str, parts: Iterable[StagedPart],
 
 def _stage(blob: BlobClient, block: str, data: bytes) -> None:
     try:
-        blob.stage_block(block, data)
+        blob.stage_block(block, data, **STAGE_OPTIONS)
     except AzureError as exc:
         raise StorageError(f"cannot write blob {blob.blob_name}: {safe_error(exc)}") from None

@@ -40,6 +40,10 @@ _ERROR_LINE = re.compile(r"^request (\d+): ?(.*)$")
 # One result as the service writes it, nested 5 deep (result, recommendations, one
 # recommendation, its items, one item): parsed at once.
 _RESULT = re.compile(nested_pattern(5))
+# How a result of the service's output starts (v4 results open with their "request"): where
+# the output's results are found by it, a block of them is parsed in one orjson call, checked
+# (see JsonStream.items); otherwise they are walked one by one, with the same outcome.
+_RESULT_START = b'{"request"'
 
 
 def _dumps(value: Any) -> bytes:
@@ -243,7 +247,8 @@ def _results(scan: JsonStream) -> Iterator[Any]:
     else:
         for key in scan.members():
             if key == "results" and scan.peek() == ord("["):
-                yield from scan.items(2, MAX_RESULT_BYTES, None, _RESULT, PARSE_WINDOW)
+                yield from scan.items(2, MAX_RESULT_BYTES, None, _RESULT, PARSE_WINDOW,
+                                      bulk=_RESULT_START)
             else:
                 scan.skip(depth=1)
     scan.end()

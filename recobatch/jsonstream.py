@@ -14,8 +14,11 @@ are byte offsets in the stream.
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -314,10 +317,40 @@ class JsonStream:
                 item_limit is not None and items > item_limit)):
             self._keep = None
 
+    def _bulk(self, marker: bytes, depth: int, keep_limit: int) -> list[Any] | None:
+        """The elements from ``pos`` up to the last ``marker`` in the next block, parsed in
+        one ``orjson`` call; ``None`` (nothing consumed) when that is not possible.
+
+        The elements end at a ``,`` that only whitespace separates from ``marker`` (where an
+        element is guessed to start). The guess is checked, not trusted: ``[`` + the bytes +
+        ``]`` must be valid JSON, which it is only when the bytes are whole elements (a cut
+        inside a string or a nested value leaves a string or a bracket open), and their
+        nesting must be within the limit (:func:`nesting_within`). The bytes are at most
+        ``keep_limit`` long, so no element in them is over it. Elements are exactly those the
+        one-by-one walk yields (``tests/recobatch/test_output_blocks.py``).
+        """
+        self.ensure(BLOCK)
+        end = min(len(self.buf), self.pos + min(BLOCK, keep_limit))
+        cut = self.buf.rfind(marker, self.pos + 1, end)
+        if cut < 0:
+            return None
+        stop = self.buf.rfind(b",", self.pos, cut)
+        if stop <= self.pos or self.buf[stop + 1:cut].strip(WS):
+            return None
+        try:
+            with gc_paused():
+                values = orjson.loads(b"[" + self.buf[self.pos:stop] + b"]")
+        except orjson.JSONDecodeError:
+            return None
+        if not values or not nesting_within(values, MAX_JSON_DEPTH - depth):
+            return None
+        self.pos = stop
+        return values  # type: ignore[no-any-return]
+
     def items(self, depth: int, keep_limit: int, item_limit: int | None,
               element: re.Pattern[bytes], window: int,
-              run: tuple[re.Pattern[bytes], Callable[[bytes], int]] | None = None
-              ) -> Iterator[Any]:
+              run: tuple[re.Pattern[bytes], Callable[[bytes], int]] | None = None,
+              bulk: bytes | None = None) -> Iterator[Any]:
         """Walk an array's elements, yielding each parsed, or as a :class:`Refused`.
 
         Parameters
@@ -334,6 +367,10 @@ class JsonStream:
             The pattern matches several consecutive elements (separated by commas) that the
             caller handles on bytes; yielded as one :class:`Run`, unparsed, with the number
             of elements the function counts in it.
+        bulk : bytes, optional
+            How an element usually starts (e.g. ``{"request"``): where possible, the
+            elements of a block are parsed in one call (:meth:`_bulk`); only with no
+            ``item_limit``. The elements yielded are the same.
 
         Raises
         ------
@@ -346,6 +383,15 @@ class JsonStream:
             return
         index = 0
         while True:
+            if bulk is not None and item_limit is None:
+                self.peek()
+                values = self._bulk(bulk, depth, keep_limit)
+                if values is not None:
+                    index += len(values)
+                    yield from values
+                    found = self.peek()  # the "," the bulk stopped at
+                    self.pos += 1
+                    continue
             self.ensure(window)
             self.peek()
             end = min(len(self.buf), self.pos + window)
@@ -391,6 +437,50 @@ class JsonStream:
                 return
             raise self.error(f"expected ',' or ']' after a list element, found "
                              f"{describe(found)}", item=index)
+
+
+def nesting_within(values: list[Any], limit: int) -> bool:
+    """True when no element of ``values`` nests deeper than ``limit`` (e.g. ``[{}]`` is 2).
+
+    Cautious: it answers False for an element whose deepest container is non-empty and at
+    exactly ``limit`` (the caller then walks the elements one by one, which decides exactly).
+    orjson indents each line of its indented form 2 spaces per enclosing container, and a
+    string never holds a raw newline: within the list ``values``, a container at depth ``d``
+    starts on a line indented ``2 * d`` and the lines inside a non-empty one are indented
+    ``2 * (d + 1)``. So when no line is indented ``2 * (limit + 1)``, no container is deeper
+    than ``limit``.
+    """
+    indented = orjson.dumps(values, option=orjson.OPT_INDENT_2)
+    return indented.find(b"\n" + b" " * (2 * (limit + 1))) < 0
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_was_enabled = True
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a block of elements is built at once.
+
+    A parsed block holds tens of thousands of new lists and dicts (no cycles): with the
+    collector on, they make it run over and over as they are created, which cost ~3 times
+    the parse. A counter keeps it paused until the last concurrent user is done (gc state is
+    global to the process), then restores what the first one found.
+    """
+    global _gc_users, _gc_was_enabled
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def byte_position(raw: bytes, char_position: int) -> int:

@@ -59,6 +59,12 @@ if TYPE_CHECKING:
 SAS_CLOCK_SKEW = timedelta(minutes=5)
 SAS_MARGIN = timedelta(minutes=15)
 BLOCK_SIZE = 4 * 1024 * 1024
+# Put Block calls carry the block's MD5 (Content-MD5, ``validate_content``): storage checks
+# it, so a block corrupted in transit is refused. Without it Azurite 3.37 computes a CRC64
+# of every staged block in JavaScript instead (the Put Block contract echoes one), which was
+# more than half of its CPU in the end-to-end benchmark; hashlib's MD5 costs ~0.2 s per
+# 100 MB here and releases the GIL. See bench/README.md.
+STAGE_OPTIONS: dict[str, Any] = {"validate_content": True}
 # Range size of streamed reads. The SDK and urllib3 hold several copies of a response body
 # while reading it, so smaller ranges keep the peak low at little cost in requests.
 READ_RANGE = 1024 * 1024
@@ -443,7 +449,7 @@ class BlobWriter(io.RawIOBase):
     def _stage(self) -> None:
         block_id = base64.b64encode(uuid.uuid4().hex.encode()).decode()
         try:
-            self._blob.stage_block(block_id, bytes(self._buffer))
+            self._blob.stage_block(block_id, bytes(self._buffer), **STAGE_OPTIONS)
         except AzureError as exc:
             raise StorageError(f"cannot write blob {self._blob.blob_name}: "
                                f"{_short(exc)}") from None
