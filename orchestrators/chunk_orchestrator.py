@@ -79,6 +79,8 @@ def _submit(run: ChunkRun) -> Gen:
             return run.result(status, sentence, code=code)
         if answer.get("accepted"):
             run.operation_id = answer["operationId"]
+            # accepted at 0 %: the first poll's progress already gives the job's rate
+            run.progress_seen = (run.context.current_utc_datetime, 0.0)
             run.log(f"submitted as operation {run.operation_id}")
             return None
         retry_after = answer.get("retryAfterSeconds")

@@ -114,7 +114,8 @@ class ChunkRun:
 
     def next_interval(self, percent: Any) -> float:
         """The wait before the next poll: the backoff, or sooner when the job's progress says
-        it ends sooner (its rate since the last poll), never below ``pollInitial``.
+        it ends sooner (its rate since the last poll, or since its acceptance at 0 % for the
+        first poll), never below ``pollInitial``.
 
         A job stuck short of 100 % is thus polled at most every ``pollInitial`` seconds, and a
         job that reports no progress keeps the plain backoff.

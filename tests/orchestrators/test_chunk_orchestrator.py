@@ -93,6 +93,17 @@ def test_progress_shortens_the_wait_to_the_estimated_end_but_not_below_poll_init
     assert gaps(timer_offsets(run)) == [5, 10, 10, 5]
 
 
+def test_the_first_poll_s_progress_counts_from_the_job_s_acceptance(chunk_run):
+    run = chunk_run()
+    checks = [{**RUNNING, "percentComplete": 80}, SUCCEEDED]
+
+    drive(run, chunk_responder(checks=checks))
+
+    # accepted at 0 s (0 %), 80 % at 5 s: about 1.3 s to go, so the next poll waits
+    # pollInitial (5 s), not the 10 s backoff
+    assert gaps(timer_offsets(run)) == [5, 5]
+
+
 def test_poll_interval_doubles_from_poll_initial_to_poll_max(chunk_run):
     run = chunk_run()
 
