@@ -68,13 +68,19 @@ STAGE_OPTIONS: dict[str, Any] = {"validate_content": True}
 # Range size of streamed reads. The SDK and urllib3 hold several copies of a response body
 # while reading it, so smaller ranges keep the peak low at little cost in requests.
 READ_RANGE = 1024 * 1024
+# Range size of read-ahead (whole-blob sequential) reads: over 4 MiB, because Azurite 3.37
+# hashes every range of up to 4 MiB of a blob without a stored MD5 (every blob committed from
+# blocks), reading it twice, which was a fifth of its CPU in the end-to-end benchmark. Azure
+# never hashes a range unless asked (x-ms-range-get-content-md5); bigger ranges also mean
+# fewer requests there.
+READ_AHEAD_RANGE = 8 * 1024 * 1024
 # Keep azure-core from retrying for minutes against a dead endpoint; activities are retried by
 # the orchestrator instead.
-# Downloads go in 4 MiB ranges (the SDK's first GET would otherwise take up to 32 MiB into
-# memory), so streaming a big blob costs a few MiB whatever its size.
+# Downloads go in READ_AHEAD_RANGE requests at most (the SDK's first GET would otherwise take
+# up to 32 MiB into memory), so streaming a big blob costs a few ranges whatever its size.
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 120,
-                                   "retry_total": 3, "max_single_get_size": BLOCK_SIZE,
-                                   "max_chunk_get_size": BLOCK_SIZE}
+                                   "retry_total": 3, "max_single_get_size": READ_AHEAD_RANGE,
+                                   "max_chunk_get_size": READ_AHEAD_RANGE}
 
 _lock = threading.Lock()
 # The process's service clients, by maker and connection: blobs here, the cache's table in
@@ -341,11 +347,11 @@ class ReadAheadBlobReader(BlobReader):
     For a whole-blob sequential read (``prepare_batch``): the parser works on one range
     while the next ones arrive, so reading costs little more than the slower of the two.
     Memory: ``ahead`` ranges of ``range_size`` more (larger ranges than :class:`BlobReader`'s:
-    fewer requests; Azurite answered 4 MiB ranges at twice the rate of 1 MiB ones).
+    fewer requests, and no hashing in Azurite, see :data:`READ_AHEAD_RANGE`).
     """
 
     def __init__(self, blob: BlobClient, etag: str | None = None, ahead: int = 4,
-                 range_size: int = 2 * READ_RANGE) -> None:
+                 range_size: int = READ_AHEAD_RANGE) -> None:
         super().__init__(blob, etag)
         self._ahead = ahead
         self._range_size = range_size
@@ -404,12 +410,12 @@ def open_reader(blob: BlobClient, etag: str | None = None) -> io.BufferedReader:
 def open_reader_if_exists(blob: BlobClient, read_ahead: int = 0) -> io.BufferedReader | None:
     """Like :func:`open_reader`, but ``None`` when the blob does not exist.
 
-    ``read_ahead`` > 0 keeps that many 4 MiB ranges downloading while the caller reads
-    (:class:`ReadAheadBlobReader`), for whole-blob sequential reads of large blobs.
+    ``read_ahead`` > 0 keeps that many :data:`READ_AHEAD_RANGE` ranges downloading while the
+    caller reads (:class:`ReadAheadBlobReader`), for whole-blob sequential reads of large blobs.
     """
     try:
         if read_ahead:
-            return io.BufferedReader(ReadAheadBlobReader(blob, None, read_ahead, 2 * READ_RANGE),
+            return io.BufferedReader(ReadAheadBlobReader(blob, None, read_ahead),
                                      buffer_size=64 * 1024)
         return open_reader(blob)
     except StorageError:
