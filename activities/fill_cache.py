@@ -4,8 +4,9 @@ Input ``{instanceId, chunk, table, partition, apiName, includeMetadata?, workId?
 ids only: the rows come from the chunk's input and output blobs in the work folder of
 ``workId``, the run's own when absent); output ``{rows, failed, message?}``
 (:class:`recobatch.cache.FillReport`). Rows that cannot be written are counted, not raised;
-the activity raises only when the chunk's blobs cannot be read (the orchestrator retries it,
-then counts the chunk's results as failed rows). See :mod:`recobatch.cache`.
+the activity raises only when the chunk's blobs cannot be read (the orchestrator then counts
+the chunk's results as failed rows, :mod:`orchestrators.cache_fill`). See
+:mod:`recobatch.cache`.
 """
 
 from __future__ import annotations

@@ -253,13 +253,9 @@ def table_client(service: TableServiceClient, name: str, create: bool = False) -
             pass
         except AzureError as exc:
             raise StorageError(f"cannot create the cache table {name}: "
-                               f"{_short(exc)}") from None
+                               f"{safe_error(exc)}") from None
         _created.add((id(service), name))
     return table
-
-
-def _short(exc: Exception) -> str:
-    return safe_error(exc)
 
 
 # ---- fill --------------------------------------------------------------------------------
@@ -301,8 +297,9 @@ class FillReport:
 
 def _rows(requests: Iterable[Any], results: Iterable[Any], *, partition: str, api_name: str,
           instance_id: str, metadata: bool, written_at: datetime,
-          report: FillReport) -> Iterator[dict[str, Any]]:
-    """The row of each request; requests without a key and oversized rows count as failed."""
+          report: FillReport) -> Iterator[tuple[dict[str, Any], int]]:
+    """The row of each request and its size; requests without a key and oversized rows count
+    as failed."""
     for request, result in zip(requests, results, strict=False):
         row = request_key(request, api_name)
         if row is None:
@@ -315,16 +312,15 @@ def _rows(requests: Iterable[Any], results: Iterable[Any], *, partition: str, ap
             report.add(refused=1, message=f"a row is {size:,} bytes, over the table's "
                                           f"{MAX_ENTITY_BYTES:,}-byte entity limit.")
             continue
-        yield entity
+        yield entity, size
 
 
-def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _batches(rows: Iterable[tuple[dict[str, Any], int]]) -> Iterator[list[dict[str, Any]]]:
     """Transactions of at most 100 rows and :data:`MAX_BATCH_BYTES`; a key repeated within
     one transaction (refused by the service) keeps its last row, as a later upsert would."""
     batch: dict[str, dict[str, Any]] = {}
     size = 0
-    for entity in rows:
-        weight = entity_bytes(entity)
+    for entity, weight in rows:
         if batch and (len(batch) >= MAX_BATCH_ROWS or size + weight > MAX_BATCH_BYTES):
             yield list(batch.values())
             batch, size = {}, 0
@@ -343,7 +339,7 @@ def _write_batch(table: TableClient, batch: list[dict[str, Any]], report: FillRe
     except AzureError as exc:
         if len(batch) == 1:
             report.add(failed=[batch[0]["RowKey"]],
-                       message=f"a cache write failed: {_short(exc)}")
+                       message=f"a cache write failed: {safe_error(exc)}")
             return
     # One refused entity fails its whole transaction: write them one by one instead.
     for entity in batch:
@@ -352,7 +348,7 @@ def _write_batch(table: TableClient, batch: list[dict[str, Any]], report: FillRe
             report.add(written=[entity["RowKey"]])
         except AzureError as exc:
             report.add(failed=[entity["RowKey"]],
-                       message=f"a cache write failed: {_short(exc)}")
+                       message=f"a cache write failed: {safe_error(exc)}")
 
 
 def fill(table: TableClient, requests: Iterable[Any], results: Iterable[Any], *,
@@ -394,7 +390,7 @@ def lookup_key(items: list[str] | None, user: str | None) -> str:
     InputError
         Naming the parameter at fault (values are clipped, never echoed whole).
     """
-    items = [item for item in (items or [])]
+    items = list(items or [])
     if user is None and not items:
         raise InputError("give items (item ids, comma-separated) or user (a user id).")
     if len(items) > MAX_LOOKUP_ITEMS:
@@ -420,4 +416,4 @@ def lookup(table: TableClient, partition: str, row: str) -> dict[str, Any] | Non
     except ResourceNotFoundError:
         return None
     except AzureError as exc:
-        raise StorageError(f"the cache lookup failed: {_short(exc)}") from None
+        raise StorageError(f"the cache lookup failed: {safe_error(exc)}") from None

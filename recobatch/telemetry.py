@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -86,8 +85,6 @@ BUSY_STATUSES = (409, 429)
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Cancelled")
 # Longest error text kept in a span (after redaction).
 MAX_ERROR_TEXT = 300
-# Operations whose polls this process counts at once (polls_per_job); the oldest are dropped.
-MAX_TRACKED_JOBS = 10_000
 
 # The ids of the activity call running in this thread/task: read by spans and log records.
 _IDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -126,7 +123,6 @@ class _State:
         self.lock = threading.Lock()
         self.configured: str | None = None
         self.secrets: tuple[str, ...] = ()
-        self.polls: OrderedDict[str, int] = OrderedDict()
         self.bind()
 
     def bind(self, tracer_provider: trace.TracerProvider | None = None,
@@ -346,25 +342,13 @@ def _chunk_durations(payload: Mapping[str, Any], result: Mapping[str, Any]) -> N
 
 
 def _poll(payload: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    operation = payload.get("operationId")
-    if not isinstance(operation, str) or result.get("cancelRequested"):
-        return
+    # The chunk orchestrator numbers its polls (carried across continue-as-new), so the
+    # number of the poll that sees the job end is exact whichever instance polled before.
     number = payload.get("poll")
-    if isinstance(number, int) and not isinstance(number, bool) and number > 0:
-        # the chunk orchestrator numbers its polls: exact, whichever instance polled before
-        if result.get("status") in TERMINAL_STATUSES:
-            _state.instruments.polls_per_job.record(number, {"recobatch.job_status":
-                                                             str(result.get("status"))})
-        return
-    with _state.lock:  # an older caller without numbers: count what this process saw
-        polls = _state.polls.pop(operation, 0) + 1
-        if result.get("status") not in TERMINAL_STATUSES:
-            _state.polls[operation] = polls
-            while len(_state.polls) > MAX_TRACKED_JOBS:
-                _state.polls.popitem(last=False)
-            return
-    _state.instruments.polls_per_job.record(polls, {"recobatch.job_status":
-                                                    str(result.get("status"))})
+    if (result.get("status") in TERMINAL_STATUSES and isinstance(number, int)
+            and not isinstance(number, bool) and number > 0):
+        _state.instruments.polls_per_job.record(number, {"recobatch.job_status":
+                                                         str(result.get("status"))})
 
 
 _OBSERVERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], None]] = {

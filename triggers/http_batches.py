@@ -25,7 +25,7 @@ from azure.storage.blob import ContentSettings
 from recobatch import errors, naming, storage
 from recobatch.errors import InputError, StorageError
 from recobatch.jobspec import JobSettings
-from recobatch.limits import bounded, safe_text
+from recobatch.limits import bounded, loads_bounded, safe_text
 from recobatch.settings import Settings
 from triggers.blueprint import bp
 from triggers.http_common import (
@@ -210,8 +210,8 @@ def _read_marker(settings: Settings, instance_id: str, name: str) -> dict | None
         if len(data) > MAX_MARKER_BYTES:
             return {"kind": None, "tooLarge": True, "maxBytes": MAX_MARKER_BYTES}
         try:
-            doc = json.loads(data)
-        except ValueError:
+            doc = loads_bounded(data, blob_name)
+        except InputError:
             continue
         if isinstance(doc, dict) and doc.get("instanceId") == instance_id:
             return marker_view(doc)
@@ -278,9 +278,8 @@ async def list_batches(req: func.HttpRequest,
         if status.name != ORCHESTRATOR or status.runtime_status is None:
             continue
         progress = custom_status_of(status)
-        output = str(progress.get("output") or "")
         runs.append({"instanceId": status.instance_id,
-                     "name": output.split("/", 1)[-1].rstrip("/") or status.instance_id,
+                     "name": run_name(progress) or status.instance_id,
                      "runtimeStatus": status.runtime_status.value,
                      "createdTime": _iso(status.created_time),
                      "lastUpdatedTime": _iso(status.last_updated_time),

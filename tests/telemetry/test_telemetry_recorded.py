@@ -146,8 +146,8 @@ def test_metrics_of_a_run_scored_requests_chunk_durations_and_polls_per_job(reco
         {"name": "chunk-00003", "status": "Succeeded", "durationSeconds": 1.0, "reused": True}]}
     polls = [{"status": "Running"}, {"status": "Running"}, {"status": "Succeeded"}]
 
-    for answer in polls:
-        telemetry.observe("check_operation", {"operationId": "op-7"}, answer)
+    for number, answer in enumerate(polls, 1):
+        telemetry.observe("check_operation", {"operationId": "op-7", "poll": number}, answer)
     telemetry.observe("merge_results", {"instanceId": RUN}, {"counts": {"results": 41}})
     telemetry.observe("write_marker", {"marker": marker}, {"name": "x/_SUCCESS"})
 
